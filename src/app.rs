@@ -1,0 +1,72 @@
+//! Composition root: `Config` → a running gateway.
+//!
+//! Everything fallible (the HTTP client) is acquired first; the wiring after it cannot fail.
+
+use std::future::Future;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::cache::PageCache;
+use crate::config::Config;
+use crate::execute::Executor;
+use crate::http::{AppState, Shared};
+use crate::providers::client::{build_http_client, ClientLimits, SourceClient};
+use crate::query::parse::SourceRef;
+
+/// Ceiling on the upstream pages one full read of a source may fetch.
+const MAX_PAGES_PER_READ: u64 = 1000;
+
+pub struct App {
+    router: Router,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+impl App {
+    pub fn build(config: &Config) -> Result<App, BuildError> {
+        let limits = ClientLimits {
+            timeout: config.upstream_timeout,
+            concurrency: config.upstream_concurrency,
+            max_body_bytes: config.upstream_max_body_bytes,
+        };
+        let http = build_http_client(limits)?;
+
+        let clients = config
+            .sources
+            .iter()
+            .map(|source| SourceClient::new(source, http.clone(), limits))
+            .collect();
+        let source_refs = config
+            .sources
+            .iter()
+            .map(|source| SourceRef {
+                name: source.name.clone(),
+                provider: source.provider,
+            })
+            .collect();
+        let cache = PageCache::new(config.cache_ttl, config.cache_max_bytes);
+        crate::telemetry::metrics_handle();
+        let state = AppState::new(Shared {
+            executor: Executor::new(clients, cache, MAX_PAGES_PER_READ),
+            source_refs,
+            api_keys: config.api_keys.clone(),
+        });
+        Ok(App {
+            router: crate::http::router(state, &config.cors_origins),
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(listener, self.router).with_graceful_shutdown(shutdown).await
+    }
+}

@@ -1,0 +1,150 @@
+//! The HTTP surface: router, shared state, caller auth, and every tower layer in one place.
+//!
+//! Layers, outer → inner:
+//! 1. `telemetry::observe`: request id, span, access log, HTTP metrics.
+//! 2. CORS (only when `GATEWAY_CORS_ORIGINS` is set).
+//! 3. Catch-panic: a bug answers 500 problem+json instead of dropping the connection.
+//! 4. Routes; `/users*` also pass `require_api_key` (only when `GATEWAY_API_KEYS` is set).
+
+pub mod openapi;
+pub mod ops;
+pub mod problem;
+pub mod users;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use secrecy::{ExposeSecret, SecretString};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::CorsOrigins;
+use crate::execute::Executor;
+use crate::query::parse::SourceRef;
+
+/// What every handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub executor: Executor,
+    /// The configured sources, in merge order, as the query parser needs them.
+    pub source_refs: Vec<SourceRef>,
+    /// Keys callers must present; empty means no caller auth.
+    pub api_keys: Vec<SecretString>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
+    let api = users::router().route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    Router::new()
+        .merge(api)
+        .merge(ops::router())
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| panic_response()))
+        .layer(tower::util::option_layer(cors_layer(cors)))
+        .layer(middleware::from_fn(crate::telemetry::observe))
+}
+
+fn panic_response() -> Response {
+    let body = r#"{"type":"/problems/internal","title":"Internal error","status":500,"detail":"the gateway hit a bug; the request id identifies it in the logs"}"#;
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body,
+    )
+        .into_response()
+}
+
+fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
+    let allow_origin = match origins {
+        CorsOrigins::None => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => AllowOrigin::list(list.iter().filter_map(|origin| HeaderValue::from_str(origin).ok())),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::HEAD])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CACHE_CONTROL,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                header::LINK,
+                header::ETAG,
+                HeaderName::from_static("x-total-count"),
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("cache-status"),
+            ]),
+    )
+}
+
+/// Byte comparison whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.api_keys.is_empty() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let accepted = presented.is_some_and(|presented| {
+        // Every key is compared, so timing does not reveal which one (if any) matched.
+        state
+            .api_keys
+            .iter()
+            .fold(false, |found, key| constant_time_eq(key.expose_secret().as_bytes(), presented.as_bytes()) | found)
+    });
+    if accepted {
+        next.run(request).await
+    } else {
+        problem::Error::Unauthorized.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn constant_time_eq_compares_bytes() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

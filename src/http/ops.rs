@@ -1,0 +1,74 @@
+//! Operational endpoints: `/healthz`, `/readyz`, `/metrics`. No caller key needed.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::users::ProviderJson;
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// The configured sources, in merge order.
+    pub sources: Vec<ConfiguredSource>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConfiguredSource {
+    #[schema(example = "thoughtindustries")]
+    pub source: String,
+    pub provider: ProviderJson,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Configuration is loaded and the gateway is serving.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready", body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> Json<Readiness> {
+    Json(Readiness {
+        status: "ready",
+        sources: state
+            .source_refs
+            .iter()
+            .map(|source| ConfiguredSource {
+                source: source.name.to_string(),
+                provider: source.provider.into(),
+            })
+            .collect(),
+    })
+}
+
+/// Prometheus metrics: HTTP requests by route and status, upstream requests by source and
+/// outcome (with latency histograms), cache lookups and size.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let cache_bytes = state.executor.cache().weighted_size().await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::telemetry::render_metrics(cache_bytes),
+    )
+}

@@ -1,0 +1,492 @@
+//! `GET /users` and `GET /users/{id}`: extract, parse, plan, execute, render.
+//!
+//! Also the API's wire types: what callers read is defined here, once, with its schema.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::problem::{Error, Problem};
+use super::AppState;
+use crate::execute::{CallContext, LookupError, SourceReport, SourceStatus, UserRef};
+use crate::merge::paging::PageMeta;
+use crate::model::User;
+use crate::providers::SourceErrorCode;
+use crate::query::parse::{self, ListQuery};
+use crate::query::plan;
+use crate::telemetry::RequestId;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", get(list_users))
+        .route("/users/{id}", get(get_user))
+}
+
+/// One user, normalized (SPEC §4). Every field is present, `null` where it has no value.
+#[derive(Serialize, ToSchema)]
+pub struct UserJson<'a> {
+    /// `{source}:{provider_id}`, unique across sources.
+    #[schema(example = "tapintosafety:0f8fad5b-d9cb-469f-a165-70867728950e")]
+    pub id: &'a str,
+    /// The configured source the user comes from.
+    #[schema(example = "tapintosafety")]
+    pub source: &'a str,
+    pub provider: ProviderJson,
+    /// The user's id in its upstream.
+    pub provider_id: &'a str,
+    pub email: Option<&'a str>,
+    /// TapIntoSafety username (an e-mail or an SSO id); always null for Thought Industries.
+    pub username: Option<&'a str>,
+    pub first_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    /// Never null: falls back through names, e-mail or username, then the upstream id.
+    pub display_name: &'a str,
+    /// The upstream role key (TI `roleKey`, TIS `role`).
+    pub role: Option<&'a str>,
+    /// TapIntoSafety `organisationIdentifier`; always null for Thought Industries.
+    pub employee_id: Option<&'a str>,
+    pub active: Option<bool>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub created_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_active_at: Option<OffsetDateTime>,
+    /// The upstream record as received; only with `include=raw`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub raw: Option<&'a RawValue>,
+}
+
+impl<'a> UserJson<'a> {
+    fn new(user: &'a User, include_raw: bool) -> UserJson<'a> {
+        UserJson {
+            id: &user.id,
+            source: user.source.as_str(),
+            provider: ProviderJson::from(user.provider),
+            provider_id: &user.provider_id,
+            email: user.email.as_deref(),
+            username: user.username.as_deref(),
+            first_name: user.first_name.as_deref(),
+            last_name: user.last_name.as_deref(),
+            display_name: &user.display_name,
+            role: user.role.as_deref(),
+            employee_id: user.employee_id.as_deref(),
+            active: user.active,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            last_active_at: user.last_active_at,
+            raw: include_raw.then_some(&*user.raw),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderJson {
+    Thoughtindustries,
+    Tapintosafety,
+}
+
+impl From<crate::model::ProviderKind> for ProviderJson {
+    fn from(kind: crate::model::ProviderKind) -> ProviderJson {
+        match kind {
+            crate::model::ProviderKind::ThoughtIndustries => ProviderJson::Thoughtindustries,
+            crate::model::ProviderKind::TapIntoSafety => ProviderJson::Tapintosafety,
+        }
+    }
+}
+
+/// A page of users.
+#[derive(Serialize, ToSchema)]
+pub struct UserList<'a> {
+    pub data: Vec<UserJson<'a>>,
+    pub meta: Meta,
+    pub links: Links,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Meta {
+    #[schema(example = 2)]
+    pub page: u64,
+    #[schema(example = 25)]
+    pub per_page: u64,
+    /// Matching users across every source that answered.
+    #[schema(example = 1980)]
+    pub total: u64,
+    #[schema(example = 80)]
+    pub total_pages: u64,
+    pub has_more: bool,
+    /// True when some selected source failed: the page is built from the others.
+    pub partial: bool,
+    /// Each selected source, in merge order.
+    pub sources: Vec<SourceStatusJson>,
+}
+
+/// Paging links, relative to the gateway; `prev` and `next` are null where there is none.
+#[derive(Serialize, ToSchema)]
+pub struct Links {
+    #[serde(rename = "self")]
+    #[schema(example = "/users?page=2&per_page=25")]
+    pub self_link: String,
+    pub first: String,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+    pub last: String,
+}
+
+/// How one source fared for this request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SourceStatusJson {
+    #[schema(example = "thoughtindustries")]
+    pub source: String,
+    pub provider: ProviderJson,
+    pub status: SourceState,
+    /// The source's matching users; null unless `ok`.
+    #[schema(example = 1250)]
+    pub total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<SourceErrorJson>,
+    /// Why a source was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl SourceStatusJson {
+    pub fn is_timeout(&self) -> bool {
+        matches!(&self.error, Some(error) if matches!(error.code, ErrorCodeJson::Timeout))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    Ok,
+    Error,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SourceErrorJson {
+    pub code: ErrorCodeJson,
+    #[schema(example = "no answer within 5000 ms")]
+    pub message: String,
+}
+
+/// `timeout`; `unavailable` (connection failure or 5xx); `rate_limited` (429);
+/// `unauthorized` (401/403); `rejected` (other 4xx); `bad_response` (not the documented shape).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCodeJson {
+    Timeout,
+    Unavailable,
+    RateLimited,
+    Unauthorized,
+    Rejected,
+    BadResponse,
+}
+
+impl From<SourceErrorCode> for ErrorCodeJson {
+    fn from(code: SourceErrorCode) -> ErrorCodeJson {
+        match code {
+            SourceErrorCode::Timeout => ErrorCodeJson::Timeout,
+            SourceErrorCode::Unavailable => ErrorCodeJson::Unavailable,
+            SourceErrorCode::RateLimited => ErrorCodeJson::RateLimited,
+            SourceErrorCode::Unauthorized => ErrorCodeJson::Unauthorized,
+            SourceErrorCode::Rejected => ErrorCodeJson::Rejected,
+            SourceErrorCode::BadResponse => ErrorCodeJson::BadResponse,
+        }
+    }
+}
+
+impl AppState {
+    fn status_json(&self, report: &SourceReport) -> SourceStatusJson {
+        let client = &self.executor.sources()[report.source_idx];
+        let (status, total, error, reason) = match &report.status {
+            SourceStatus::Ok { total } => (SourceState::Ok, Some(*total), None, None),
+            SourceStatus::Failed(error) => (
+                SourceState::Error,
+                None,
+                Some(SourceErrorJson {
+                    code: error.code.into(),
+                    message: error.message.clone(),
+                }),
+                None,
+            ),
+            SourceStatus::Skipped { reason } => (SourceState::Skipped, None, None, Some(reason.clone())),
+        };
+        SourceStatusJson {
+            source: client.name.to_string(),
+            provider: client.kind().into(),
+            status,
+            total,
+            error,
+            reason,
+        }
+    }
+}
+
+/// `GET /users` query parameters (SPEC §3).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query; parsing is `query::parse`, which names every bad parameter
+pub struct ListParams {
+    /// Page number, from 1. A page past the end is empty, with `has_more: false`.
+    #[param(minimum = 1, maximum = 1000000000, default = 1)]
+    page: Option<u64>,
+    /// Users per page.
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    per_page: Option<u64>,
+    /// Comma-separated provider or source names; only those sources are read.
+    #[param(example = "tapintosafety")]
+    provider: Option<String>,
+    /// `raw` adds each user's upstream record, as received, under `raw`.
+    include: Option<Include>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Include {
+    Raw,
+}
+
+/// `GET /users/{id}` parameters.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct UserParams {
+    /// `raw` adds the user's upstream record, as received, under `raw`.
+    include: Option<Include>,
+}
+
+/// Whether the caller asked to bypass cached pages (`Cache-Control: no-cache`).
+fn wants_refresh(headers: &HeaderMap) -> bool {
+    let has_no_cache = |name| {
+        headers.get_all(name).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|text| text.split(',').any(|directive| directive.trim().eq_ignore_ascii_case("no-cache")))
+        })
+    };
+    has_no_cache(header::CACHE_CONTROL) || has_no_cache(header::PRAGMA)
+}
+
+fn cache_status(upstream_calls: usize) -> HeaderValue {
+    HeaderValue::from_static(if upstream_calls == 0 {
+        "users-gateway; hit"
+    } else {
+        "users-gateway; fwd=miss"
+    })
+}
+
+/// A strong validator of the exact body bytes.
+fn etag_of(body: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    format!("\"{:016x}{:08x}\"", hasher.finish(), body.len())
+}
+
+/// `If-None-Match` matches (weak comparison, RFC 9110 §13.1.2).
+fn matches_if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers.get_all(header::IF_NONE_MATCH).iter().any(|value| {
+        value.to_str().is_ok_and(|text| {
+            text.split(',')
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+        })
+    })
+}
+
+/// A JSON body with its validators; 304 when the caller already has it.
+fn json_with_etag(request_headers: &HeaderMap, body: Vec<u8>, mut headers: HeaderMap) -> Response {
+    let etag = etag_of(&body);
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    if matches_if_none_match(request_headers, &etag) {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    (StatusCode::OK, headers, body).into_response()
+}
+
+fn page_link(query: &ListQuery, page: u64) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    serializer.append_pair("page", &page.to_string());
+    for (name, value) in &query.link_params {
+        serializer.append_pair(name, value);
+    }
+    format!("/users?{}", serializer.finish())
+}
+
+fn links(query: &ListQuery, meta: &PageMeta) -> Links {
+    let last = meta.total_pages.max(1);
+    Links {
+        self_link: page_link(query, meta.page),
+        first: page_link(query, 1),
+        prev: (meta.page > 1).then(|| page_link(query, (meta.page - 1).min(last))),
+        next: meta.has_more.then(|| page_link(query, meta.page + 1)),
+        last: page_link(query, last),
+    }
+}
+
+fn link_header(links: &Links) -> String {
+    [
+        Some((&links.first, "first")),
+        links.prev.as_ref().map(|prev| (prev, "prev")),
+        links.next.as_ref().map(|next| (next, "next")),
+        Some((&links.last, "last")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(target, rel)| format!("<{target}>; rel=\"{rel}\""))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// List users across sources, merged and paginated exactly.
+///
+/// Without `sort`, users come source by source in configured order (thoughtindustries,
+/// then tapintosafety), each in its upstream order. When some selected sources fail the
+/// answer is still 200, with `meta.partial` and each source's status; when all fail, 502
+/// (504 if all timed out).
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = "users",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of users", body = UserList,
+            headers(
+                ("Link" = String, description = "RFC 8288 first/prev/next/last links"),
+                ("X-Total-Count" = u64, description = "Matching users across sources that answered"),
+                ("X-Request-Id" = String, description = "The caller's request id when well-formed, else a generated one"),
+                ("ETag" = String, description = "Strong validator of the body"),
+                ("Cache-Status" = String, description = "`users-gateway; hit` when no upstream call was needed, else `users-gateway; fwd=miss`"),
+            )),
+        (status = 304, description = "Not modified: the `If-None-Match` tag matches"),
+        (status = 400, description = "Invalid parameters, each named", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong caller key (only when GATEWAY_API_KEYS is set)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "No selected source answered", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Every selected source timed out", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn list_users(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    RawQuery(raw_query): RawQuery,
+) -> Result<Response, Error> {
+    let query =
+        parse::list_query(raw_query.as_deref().unwrap_or(""), &state.source_refs).map_err(Error::InvalidParams)?;
+    let plan = plan::plan(&query);
+    let ctx = CallContext {
+        request_id: &request_id.0,
+        refresh: wants_refresh(&headers),
+    };
+    let result = state
+        .executor
+        .list(&query, &plan, &ctx)
+        .await
+        .map_err(|failed| Error::UpstreamsFailed(failed.reports.iter().map(|r| state.status_json(r)).collect()))?;
+
+    let sources: Vec<SourceStatusJson> = result.reports.iter().map(|r| state.status_json(r)).collect();
+    let links = links(&query, &result.meta);
+    let mut response_headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&link_header(&links)) {
+        response_headers.insert(header::LINK, value);
+    }
+    response_headers.insert("x-total-count", HeaderValue::from(result.meta.total));
+    response_headers.insert("cache-status", cache_status(result.upstream_calls));
+    let body = UserList {
+        data: result.users.iter().map(|user| UserJson::new(user, query.include_raw)).collect(),
+        meta: Meta {
+            page: result.meta.page,
+            per_page: result.meta.per_page,
+            total: result.meta.total,
+            total_pages: result.meta.total_pages,
+            has_more: result.meta.has_more,
+            partial: sources.iter().any(|source| source.status == SourceState::Error),
+            sources,
+        },
+        links,
+    };
+    let bytes = serde_json::to_vec(&body).expect("users serialize");
+    Ok(json_with_etag(&headers, bytes, response_headers))
+}
+
+/// One user by id.
+///
+/// `id` is `{source}:{provider_id}`, as in the `id` field of a listed user.
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "users",
+    params(
+        ("id" = String, Path, description = "`{source}:{provider_id}`", example = "tapintosafety:0f8fad5b-d9cb-469f-a165-70867728950e"),
+        UserParams,
+    ),
+    responses(
+        (status = 200, description = "The user", body = UserJson,
+            headers(
+                ("X-Request-Id" = String, description = "The request id"),
+                ("ETag" = String, description = "Strong validator of the body"),
+                ("Cache-Status" = String, description = "`users-gateway; hit` or `users-gateway; fwd=miss`"),
+            )),
+        (status = 304, description = "Not modified: the `If-None-Match` tag matches"),
+        (status = 400, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong caller key (only when GATEWAY_API_KEYS is set)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such source or user", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The user's source did not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The user's source timed out", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn get_user(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw_query): RawQuery,
+) -> Result<Response, Error> {
+    let include_raw = parse::user_query(raw_query.as_deref().unwrap_or("")).map_err(Error::InvalidParams)?;
+    let no_such_user = || Error::NotFound("no user with that id".to_owned());
+    let (source_name, provider_id) = id.split_once(':').ok_or_else(no_such_user)?;
+    if provider_id.is_empty() || provider_id.len() > 256 {
+        return Err(no_such_user());
+    }
+    let source_idx = state
+        .source_refs
+        .iter()
+        .position(|source| source.name.as_str() == source_name)
+        .ok_or_else(no_such_user)?;
+    let ctx = CallContext {
+        request_id: &request_id.0,
+        refresh: wants_refresh(&headers),
+    };
+    let found = state
+        .executor
+        .find_user(source_idx, provider_id, &ctx)
+        .await
+        .map_err(|error| match error {
+            LookupError::Source(error) => Error::UpstreamsFailed(vec![state.status_json(&SourceReport {
+                source_idx,
+                status: SourceStatus::Failed(error),
+            })]),
+            too_many @ LookupError::TooManyPages { .. } => Error::TooManyPages(too_many.to_string()),
+        })?;
+    let user: UserRef = found.user.ok_or_else(no_such_user)?;
+    let mut response_headers = HeaderMap::new();
+    response_headers.insert("cache-status", cache_status(found.upstream_calls));
+    let bytes = serde_json::to_vec(&UserJson::new(&user, include_raw)).expect("a user serializes");
+    Ok(json_with_etag(&headers, bytes, response_headers))
+}

@@ -1,0 +1,24 @@
+//! users-gateway: one normalized, exactly paginated `GET /users` over two training
+//! platforms, Thought Industries and TapIntoSafety.
+//!
+//! A tour in reading order, following one request:
+//! - [`config`]: environment > TOML > defaults, secrets redacted.
+//! - [`app`]: builds everything from a `Config`; [`http`] holds the router and handlers.
+//! - [`query`]: parses the caller's query and plans which sources to call (pure).
+//! - [`execute`]: runs the plan: concurrent fan-out through the [`cache`] to [`providers`].
+//! - [`merge`]: exact re-pagination across sources (pure).
+//! - [`providers`]: one adapter per upstream API plus the shared HTTP client.
+//! - [`sandbox`]: both upstream APIs simulated, for `--demo`, tests and benchmarks.
+//! - [`model`] and [`telemetry`]: domain types; logs, request ids and metrics.
+
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod execute;
+pub mod http;
+pub mod merge;
+pub mod model;
+pub mod providers;
+pub mod query;
+pub mod sandbox;
+pub mod telemetry;

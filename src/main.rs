@@ -1,0 +1,175 @@
+//! The `users-gateway` binary: arguments, telemetry, build, serve. No logic.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use users_gateway::app::App;
+use users_gateway::config::{process_env, Config};
+use users_gateway::sandbox::{Fault, Sandbox, SandboxOptions};
+use users_gateway::telemetry;
+
+#[derive(Parser)]
+#[command(name = "users-gateway", version, about = "One normalized GET /users over Thought Industries and TapIntoSafety")]
+struct Cli {
+    /// Serve the gateway over the built-in sandbox upstreams (no network, no config needed).
+    #[arg(long)]
+    demo: bool,
+    /// A TOML config file (SPEC §2); the environment wins over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// With --demo: latency each sandbox answer adds, in milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    sandbox_latency_ms: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the two simulated provider APIs alone, for frontend work or a configured gateway.
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:9101")]
+        ti_addr: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9102")]
+        tis_addr: SocketAddr,
+        /// Latency each answer adds, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Fault for Thought Industries: none, an HTTP status (500, 401, 429…), hang, malformed, wrong-shape, oversized, redirect.
+        #[arg(long, default_value = "none")]
+        ti_fault: Fault,
+        /// Fault for TapIntoSafety (same values).
+        #[arg(long, default_value = "none")]
+        tis_fault: Fault,
+        /// Seed of the generated users.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Print the OpenAPI document (regenerates openapi/openapi.json).
+    Openapi,
+    /// Print the effective configuration, secrets as ***.
+    PrintConfig,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("users-gateway: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Some(Command::Openapi) => {
+            print!("{}", users_gateway::http::openapi::document_json());
+            Ok(())
+        }
+        Some(Command::PrintConfig) => {
+            let config = Config::load(&process_env, cli.config.as_deref(), None).map_err(|e| e.to_string())?;
+            print!("{config}");
+            Ok(())
+        }
+        Some(Command::Sandbox {
+            ti_addr,
+            tis_addr,
+            latency_ms,
+            ti_fault,
+            tis_fault,
+            seed,
+        }) => run_sandbox(ti_addr, tis_addr, latency_ms, ti_fault, tis_fault, seed).await,
+        None => run_gateway(cli).await,
+    }
+}
+
+async fn run_gateway(cli: Cli) -> Result<(), String> {
+    let sandbox = if cli.demo {
+        let options = SandboxOptions {
+            latency: Duration::from_millis(cli.sandbox_latency_ms),
+            ..SandboxOptions::default()
+        };
+        Some(Sandbox::start(options).await.map_err(|e| format!("cannot start the sandbox: {e}"))?)
+    } else {
+        None
+    };
+    let config = Config::load(&process_env, cli.config.as_deref(), sandbox.as_ref().map(Sandbox::sources))
+        .map_err(|e| e.to_string())?;
+    telemetry::init_tracing(config.log_format);
+    let app = App::build(&config).map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {} (set GATEWAY_LISTEN_ADDR): {e}", config.listen_addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, sources = config.sources.len(), "users-gateway listening");
+    if let Some(sandbox) = &sandbox {
+        println!("users-gateway demo: sandbox upstreams on {} (thoughtindustries) and {} (tapintosafety)", sandbox.ti.base_url, sandbox.tis.base_url);
+    }
+    println!("Swagger UI: http://{addr}/docs");
+    println!("Try:        curl -i 'http://{addr}/users?per_page=5'");
+    app.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+async fn run_sandbox(
+    ti_addr: SocketAddr,
+    tis_addr: SocketAddr,
+    latency_ms: u64,
+    ti_fault: Fault,
+    tis_fault: Fault,
+    seed: u64,
+) -> Result<(), String> {
+    telemetry::init_tracing(users_gateway::config::LogFormat::Pretty);
+    let options = SandboxOptions {
+        seed,
+        ti_addr,
+        tis_addr,
+        latency: Duration::from_millis(latency_ms),
+        ..SandboxOptions::default()
+    };
+    let (ti_users, ti_page_size, tis_users) = (options.ti_users, options.ti_page_size, options.tis_users);
+    let sandbox = Sandbox::start(options).await.map_err(|e| format!("cannot start the sandbox: {e}"))?;
+    sandbox.ti.control.set_fault(ti_fault);
+    sandbox.tis.control.set_fault(tis_fault);
+    let (ti, tis) = (&sandbox.ti, &sandbox.tis);
+    println!("Thought Industries sandbox: {}  key: {}  ({ti_users} users, {ti_page_size} per page)", ti.base_url, ti.api_key);
+    println!("TapIntoSafety sandbox:      {}  key: {}  ({tis_users} users, 50 per page)", tis.base_url, tis.api_key);
+    println!("Point a gateway at it:");
+    println!(
+        "  THOUGHTINDUSTRIES_BASE_URL={} THOUGHTINDUSTRIES_API_KEY={} TAPINTOSAFETY_BASE_URL={} TAPINTOSAFETY_API_KEY={} cargo run --release",
+        ti.base_url.as_str().trim_end_matches('/'),
+        ti.api_key,
+        tis.base_url.as_str().trim_end_matches('/'),
+        tis.api_key
+    );
+    shutdown_signal().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

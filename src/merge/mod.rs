@@ -1,0 +1,8 @@
+//! Exact re-pagination over several paged sources. Pure: no I/O, no clocks.
+//!
+//! [`paging`] maps a caller's page onto each source's upstream pages; [`merge`] turns
+//! those slices into the ordered list of user positions.
+
+#[allow(clippy::module_inception)]
+pub mod merge;
+pub mod paging;

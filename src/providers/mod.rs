@@ -1,0 +1,178 @@
+//! Upstream adapters behind one trait, and the HTTP client that drives them.
+//!
+//! An adapter ([`Provider`]) is pure: it says which path and query to ask for, parses a
+//! documented response leniently into normalized [`User`]s, and classifies rejections.
+//! Only the adapters know upstream field and parameter names (STYLE rule 7).
+//! [`client::SourceClient`] does the I/O that is the same for every provider.
+
+pub mod client;
+pub mod tapintosafety;
+pub mod thoughtindustries;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::model::{ProviderKind, SourceName, User};
+
+/// Why one source could not answer (SPEC §3 error codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceErrorCode {
+    Timeout,
+    Unavailable,
+    RateLimited,
+    Unauthorized,
+    Rejected,
+    BadResponse,
+}
+
+impl SourceErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceErrorCode::Timeout => "timeout",
+            SourceErrorCode::Unavailable => "unavailable",
+            SourceErrorCode::RateLimited => "rate_limited",
+            SourceErrorCode::Unauthorized => "unauthorized",
+            SourceErrorCode::Rejected => "rejected",
+            SourceErrorCode::BadResponse => "bad_response",
+        }
+    }
+}
+
+/// A source's failure as callers see it: a code and a message written by the gateway
+/// (never an upstream body, never a key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct SourceError {
+    pub code: SourceErrorCode,
+    pub message: String,
+}
+
+impl SourceError {
+    pub fn new(code: SourceErrorCode, message: impl Into<String>) -> SourceError {
+        SourceError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_response(message: impl Into<String>) -> SourceError {
+        SourceError::new(SourceErrorCode::BadResponse, message)
+    }
+}
+
+/// The provider-side part of a query, in the provider's own parameter names.
+///
+/// Built by adapters only; elsewhere it is an opaque cache-key component.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct PushedQuery {
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl PushedQuery {
+    pub fn pairs(&self) -> &[(&'static str, String)] {
+        &self.pairs
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+impl fmt::Display for PushedQuery {
+    /// `k=v&k=v` in a fixed order: stable as a cache key and readable in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let encoded: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.pairs.iter().map(|(key, value)| (*key, value.as_str())))
+            .finish();
+        f.write_str(&encoded)
+    }
+}
+
+/// How a provider can find one user by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdLookup {
+    /// The upstream filters by id: read this pushed-down query.
+    Pushed(PushedQuery),
+    /// The upstream cannot filter by id: read every page and look.
+    Scan,
+    /// The id cannot exist upstream (wrong format): no call.
+    NoSuchUser,
+}
+
+/// One parsed upstream page.
+#[derive(Debug)]
+pub struct UpstreamPage {
+    pub users: Vec<User>,
+    /// Matching users across all pages, as the upstream reported it.
+    pub total: u64,
+    /// Users per full page, as documented (TIS) or learned from the response (TI).
+    pub page_size: u32,
+}
+
+/// What differs between providers. Implementations do no I/O.
+pub trait Provider: Send + Sync + 'static {
+    fn kind(&self) -> ProviderKind;
+
+    /// The list endpoint, appended to the source's base URL.
+    fn list_path(&self) -> &'static str;
+
+    /// Query parameters for one page (numbered from 1) of a pushed-down query.
+    fn page_query(&self, pushed: &PushedQuery, page: u64) -> Vec<(&'static str, String)> {
+        let mut pairs = pushed.pairs().to_vec();
+        pairs.push(("page", page.to_string()));
+        pairs
+    }
+
+    /// Parses a 2xx body of the list endpoint; `page` is the page that was asked for.
+    fn parse_page(&self, source: &SourceName, page: u64, body: &[u8]) -> Result<UpstreamPage, SourceError>;
+
+    /// How to find one user by its upstream id.
+    fn lookup(&self, _provider_id: &str) -> IdLookup {
+        IdLookup::Scan
+    }
+
+    /// Classifies a 4xx other than 401/403/429; the body is read, never relayed.
+    fn classify_rejection(&self, status: u16, _body: &[u8]) -> SourceError {
+        SourceError::new(SourceErrorCode::Rejected, format!("upstream rejected the request with HTTP {status}"))
+    }
+}
+
+/// The adapter for a provider kind.
+pub fn adapter(kind: ProviderKind) -> Arc<dyn Provider> {
+    match kind {
+        ProviderKind::ThoughtIndustries => Arc::new(thoughtindustries::ThoughtIndustries),
+        ProviderKind::TapIntoSafety => Arc::new(tapintosafety::TapIntoSafety),
+    }
+}
+
+/// Parses an upstream timestamp leniently: RFC 3339 in, UTC out, anything else null.
+pub(crate) fn parse_timestamp(text: Option<&str>) -> Option<time::OffsetDateTime> {
+    let text = text?.trim();
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|at| at.to_offset(time::UtcOffset::UTC))
+}
+
+/// Deserializes one record, hiding serde's text (it may quote upstream values) from callers.
+pub(crate) fn parse_record<T: serde::de::DeserializeOwned>(
+    source: &SourceName,
+    record_idx: usize,
+    raw: &serde_json::value::RawValue,
+) -> Result<T, SourceError> {
+    serde_json::from_str(raw.get()).map_err(|error| {
+        tracing::warn!(%source, record_idx, %error, "upstream user record is not of the documented shape");
+        SourceError::bad_response(format!("user record {record_idx} is not of the documented shape"))
+    })
+}
+
+/// Parses a page envelope, hiding serde's text from callers.
+pub(crate) fn parse_envelope<T: serde::de::DeserializeOwned>(source: &SourceName, body: &[u8]) -> Result<T, SourceError> {
+    serde_json::from_slice(body).map_err(|error| {
+        tracing::warn!(%source, %error, "upstream body is not of the documented shape");
+        if error.is_syntax() || error.is_eof() {
+            SourceError::bad_response("upstream body is not valid JSON")
+        } else {
+            SourceError::bad_response("upstream body is not of the documented shape")
+        }
+    })
+}

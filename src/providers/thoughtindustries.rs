@@ -1,0 +1,187 @@
+//! Thought Industries `GET /incoming/v2/users` (providers/thoughtindustries-users.md).
+//!
+//! The page size is whatever `pageInfo.perPage` says: learned, never assumed.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{parse_envelope, parse_record, parse_timestamp, Provider, SourceError, UpstreamPage};
+use crate::model::{join_names, non_empty, ProviderKind, SourceName, User};
+
+pub struct ThoughtIndustries;
+
+#[derive(Deserialize)]
+struct Envelope {
+    data: Data,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "APIUsers")]
+    api_users: ApiUsers,
+}
+
+#[derive(Deserialize)]
+struct ApiUsers {
+    #[serde(rename = "pageInfo")]
+    page_info: PageInfo,
+    users: Vec<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageInfo {
+    #[serde(default)]
+    per_page: Option<u32>,
+    total: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireUser {
+    id: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    role_key: Option<String>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    updated_at: Option<String>,
+    #[serde(default)]
+    last_active_at: Option<String>,
+}
+
+impl Provider for ThoughtIndustries {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::ThoughtIndustries
+    }
+
+    fn list_path(&self) -> &'static str {
+        "/incoming/v2/users"
+    }
+
+    fn parse_page(&self, source: &SourceName, page: u64, body: &[u8]) -> Result<UpstreamPage, SourceError> {
+        let envelope: Envelope = parse_envelope(source, body)?;
+        let ApiUsers { page_info, users } = envelope.data.api_users;
+        let n_users = users.len() as u32;
+        let page_size = match page_info.per_page {
+            Some(per_page) if per_page > 0 => per_page,
+            // Without perPage, a non-empty first page is a full page unless it holds everything.
+            _ if page == 1 && n_users > 0 => n_users,
+            _ if page_info.total == 0 => 1,
+            _ => return Err(SourceError::bad_response("pageInfo.perPage is missing")),
+        };
+        if n_users > page_size {
+            return Err(SourceError::bad_response(format!(
+                "page holds {n_users} users but pageInfo.perPage is {page_size}"
+            )));
+        }
+        let users = users
+            .into_iter()
+            .enumerate()
+            .map(|(record_idx, raw)| {
+                let wire: WireUser = parse_record(source, record_idx, &raw)?;
+                Ok(normalize(source, wire, raw))
+            })
+            .collect::<Result<Vec<_>, SourceError>>()?;
+        Ok(UpstreamPage {
+            users,
+            total: page_info.total,
+            page_size,
+        })
+    }
+}
+
+fn normalize(source: &SourceName, wire: WireUser, raw: Box<RawValue>) -> User {
+    let email = non_empty(wire.email);
+    let first_name = non_empty(wire.first_name);
+    let last_name = non_empty(wire.last_name);
+    let display_name = non_empty(wire.name)
+        .or_else(|| join_names(first_name.as_deref(), last_name.as_deref()))
+        .or_else(|| email.clone())
+        .unwrap_or_else(|| wire.id.clone());
+    User {
+        id: format!("{source}:{}", wire.id),
+        source: source.clone(),
+        provider: ProviderKind::ThoughtIndustries,
+        provider_id: wire.id,
+        email,
+        username: None,
+        first_name,
+        last_name,
+        display_name,
+        role: non_empty(wire.role_key),
+        employee_id: None,
+        active: wire.disabled.map(|disabled| !disabled),
+        created_at: parse_timestamp(wire.created_at.as_deref()),
+        updated_at: parse_timestamp(wire.updated_at.as_deref()),
+        last_active_at: parse_timestamp(wire.last_active_at.as_deref()),
+        raw,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::SourceErrorCode;
+
+    fn parse(body: &str) -> Result<UpstreamPage, SourceError> {
+        ThoughtIndustries.parse_page(&SourceName::parse("ti").unwrap(), 1, body.as_bytes())
+    }
+
+    #[test]
+    fn maps_documented_fields_and_ignores_the_rest() {
+        let page = parse(
+            r#"{"data":{"APIUsers":{"pageInfo":{"perPage":3,"currentPage":1,"total":7,"hasMore":true},
+            "aggregations":[],"users":[
+              {"id":"a1","email":"zoe@x.io","firstName":"Zoë","lastName":"O'Brien","name":"","roleKey":"learner",
+               "disabled":false,"createdAt":"2024-01-01T00:00:00.000Z","lastActiveAt":null,"bio":"hi","purchasedCourses":[]},
+              {"id":"a2","email":"","firstName":null,"lastName":"Ng","disabled":true},
+              {"id":"a3"}]}}}"#,
+        )
+        .unwrap();
+        assert_eq!((page.total, page.page_size, page.users.len()), (7, 3, 3));
+        let zoe = &page.users[0];
+        assert_eq!(zoe.id, "ti:a1");
+        assert_eq!(zoe.display_name, "Zoë O'Brien", "empty name falls back to first + last");
+        assert_eq!(zoe.role.as_deref(), Some("learner"));
+        assert_eq!(zoe.active, Some(true));
+        assert_eq!(zoe.created_at.unwrap().unix_timestamp(), 1_704_067_200);
+        assert_eq!(zoe.last_active_at, None);
+        assert!(zoe.raw.get().contains("\"bio\":\"hi\""));
+        assert_eq!(page.users[1].email, None, "empty strings become null");
+        assert_eq!(page.users[1].display_name, "Ng");
+        assert_eq!(page.users[1].active, Some(false));
+        assert_eq!(page.users[2].display_name, "a3", "falls back to the id");
+        assert_eq!(page.users[2].active, None);
+    }
+
+    #[test]
+    fn wrong_shapes_are_bad_responses() {
+        for body in [
+            "not json",
+            "{}",
+            r#"{"data":{"APIUsers":{"pageInfo":{"perPage":2,"total":1},"users":[{"email":"no id"}]}}}"#,
+            r#"{"data":{"APIUsers":{"pageInfo":{"perPage":1,"total":2},"users":[{"id":"a"},{"id":"b"}]}}}"#,
+            r#"{"data":{"APIUsers":{"pageInfo":{"perPage":2,"total":"many"},"users":[]}}}"#,
+        ] {
+            let error = parse(body).unwrap_err();
+            assert_eq!(error.code, SourceErrorCode::BadResponse, "{body}");
+        }
+    }
+
+    #[test]
+    fn missing_per_page_is_learned_from_a_first_page() {
+        let page = parse(r#"{"data":{"APIUsers":{"pageInfo":{"total":9},"users":[{"id":"a"},{"id":"b"}]}}}"#).unwrap();
+        assert_eq!(page.page_size, 2);
+    }
+}

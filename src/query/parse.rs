@@ -1,0 +1,283 @@
+//! `GET /users` query parameters → [`ListQuery`] (SPEC §3, §6).
+//!
+//! Every problem is collected and named, so one 400 tells the caller everything that is
+//! wrong. Nothing here allocates more than the input's size.
+
+use crate::model::{ProviderKind, SourceName};
+
+pub const DEFAULT_PER_PAGE: u64 = 25;
+pub const MAX_PER_PAGE: u64 = 100;
+/// Keeps `page * per_page` far from overflow while allowing any realistic page.
+pub const MAX_PAGE: u64 = 1_000_000_000;
+/// At most this many problems are reported; the rest add nothing a caller can act on.
+const MAX_ERRORS: usize = 20;
+
+/// A bad parameter and why, as shown in a 400 problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    pub name: String,
+    pub reason: String,
+}
+
+impl ParamError {
+    pub fn new(name: impl Into<String>, reason: impl Into<String>) -> ParamError {
+        ParamError {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What the parser needs to know of one configured source.
+#[derive(Debug, Clone)]
+pub struct SourceRef {
+    pub name: SourceName,
+    pub provider: ProviderKind,
+}
+
+/// A validated `GET /users` query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub page: u64,
+    pub per_page: u64,
+    /// Indices into the configured sources, in configured order.
+    pub sources: Vec<usize>,
+    pub include_raw: bool,
+    /// The caller's own parameters except `page`, to build paging links that keep them.
+    pub link_params: Vec<(String, String)>,
+}
+
+/// Parameters SPEC §3 names that this version does not serve yet.
+const NOT_YET: [&str; 5] = ["role", "email", "employee_id", "user_id", "sort"];
+
+pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, Vec<ParamError>> {
+    let mut errors = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut page = 1;
+    let mut per_page = DEFAULT_PER_PAGE;
+    let mut selected: Option<Vec<usize>> = None;
+    let mut include_raw = false;
+    let mut link_params = Vec::new();
+
+    for (name, value) in form_urlencoded::parse(raw_query.as_bytes()) {
+        if errors.len() >= MAX_ERRORS {
+            break;
+        }
+        if seen.iter().any(|earlier| *earlier == name) {
+            errors.push(ParamError::new(name.as_ref(), "given more than once"));
+            continue;
+        }
+        seen.push(name.to_string());
+        match name.as_ref() {
+            "page" => match parse_integer(&value, 1, MAX_PAGE) {
+                Ok(number) => page = number,
+                Err(reason) => errors.push(ParamError::new("page", reason)),
+            },
+            "per_page" => match parse_integer(&value, 1, MAX_PER_PAGE) {
+                Ok(number) => per_page = number,
+                Err(reason) => errors.push(ParamError::new("per_page", reason)),
+            },
+            "provider" => match parse_sources(&value, sources) {
+                Ok(indices) => selected = Some(indices),
+                Err(reason) => errors.push(ParamError::new("provider", reason)),
+            },
+            "include" => match value.split(',').map(str::trim).try_for_each(|item| match item {
+                "raw" => Ok(()),
+                other => Err(format!("{} is not an include option; the only one is raw", quote(other))),
+            }) {
+                Ok(()) => include_raw = true,
+                Err(reason) => errors.push(ParamError::new("include", reason)),
+            },
+            known if NOT_YET.contains(&known) => errors.push(ParamError::new(
+                known,
+                "filters and sort are not supported by this version of the gateway yet",
+            )),
+            other => errors.push(ParamError::new(
+                clip(other),
+                "unknown parameter; known: page, per_page, provider, include",
+            )),
+        }
+        if name != "page" {
+            link_params.push((name.into_owned(), value.into_owned()));
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(ListQuery {
+        page,
+        per_page,
+        sources: selected.unwrap_or_else(|| (0..sources.len()).collect()),
+        include_raw,
+        link_params,
+    })
+}
+
+/// `GET /users/{id}` takes `include` alone; returns whether `raw` was asked for.
+pub fn user_query(raw_query: &str) -> Result<bool, Vec<ParamError>> {
+    let mut include_raw = false;
+    let mut errors = Vec::new();
+    for (name, value) in form_urlencoded::parse(raw_query.as_bytes()).take(MAX_ERRORS) {
+        match (name.as_ref(), value.as_ref()) {
+            ("include", "raw") => include_raw = true,
+            ("include", other) => errors.push(ParamError::new(
+                "include",
+                format!("{} is not an include option; the only one is raw", quote(other)),
+            )),
+            (other, _) => errors.push(ParamError::new(clip(other), "unknown parameter; known: include")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(include_raw)
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_integer(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let reason = || format!("must be an integer from {min} to {max}, got {}", quote(text));
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.len() > 20 || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(reason());
+    }
+    match trimmed.parse::<u64>() {
+        Ok(number) if (min..=max).contains(&number) => Ok(number),
+        _ => Err(reason()),
+    }
+}
+
+/// A comma list of provider or source names → configured source indices, in config order.
+fn parse_sources(text: &str, sources: &[SourceRef]) -> Result<Vec<usize>, String> {
+    let mut chosen = vec![false; sources.len()];
+    for item in text.split(',').map(str::trim) {
+        let by_source = sources.iter().position(|source| source.name.as_str() == item);
+        let by_provider: Vec<usize> = sources
+            .iter()
+            .enumerate()
+            .filter(|(_, source)| source.provider.as_str() == item)
+            .map(|(idx, _)| idx)
+            .collect();
+        match (by_source, by_provider.is_empty()) {
+            (None, true) => {
+                let known: Vec<&str> = sources.iter().map(|source| source.name.as_str()).collect();
+                return Err(format!(
+                    "{} is not a configured provider or source; configured sources: {}",
+                    quote(item),
+                    known.join(", ")
+                ));
+            }
+            (by_source, _) => {
+                by_source.into_iter().chain(by_provider).for_each(|idx| chosen[idx] = true);
+            }
+        }
+    }
+    Ok(chosen.iter().enumerate().filter(|(_, on)| **on).map(|(idx, _)| idx).collect())
+}
+
+/// Caller text shown back in an error, shortened so a huge input cannot bloat the response.
+fn quote(text: &str) -> String {
+    format!("{:?}", clip(text))
+}
+
+fn clip(text: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    if text.chars().count() <= MAX_CHARS {
+        text.to_owned()
+    } else {
+        let head: String = text.chars().take(MAX_CHARS).collect();
+        format!("{head}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn sources() -> Vec<SourceRef> {
+        [
+            ("thoughtindustries", ProviderKind::ThoughtIndustries),
+            ("tapintosafety", ProviderKind::TapIntoSafety),
+            ("ti-eu", ProviderKind::ThoughtIndustries),
+        ]
+        .into_iter()
+        .map(|(name, provider)| SourceRef {
+            name: SourceName::parse(name).unwrap(),
+            provider,
+        })
+        .collect()
+    }
+
+    fn check(query: &str, expected: Result<(u64, u64, Vec<usize>, bool), Vec<&str>>) {
+        let got = list_query(query, &sources());
+        match (got, expected) {
+            (Ok(q), Ok((page, per_page, selected, raw))) => {
+                assert_eq!((q.page, q.per_page, q.sources, q.include_raw), (page, per_page, selected, raw), "{query}")
+            }
+            (Err(errors), Err(names)) => {
+                let got: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
+                assert_eq!(got, names, "{query}: {errors:?}");
+            }
+            (got, expected) => panic!("{query}: got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn table() {
+        check("", Ok((1, 25, vec![0, 1, 2], false)));
+        check("page=3&per_page=100&include=raw", Ok((3, 100, vec![0, 1, 2], true)));
+        check("provider=tapintosafety", Ok((1, 25, vec![1], false)));
+        check("provider=thoughtindustries", Ok((1, 25, vec![0, 2], false)), );
+        check("provider=ti-eu,tapintosafety", Ok((1, 25, vec![1, 2], false)));
+        check("page=0&per_page=1000", Err(vec!["page", "per_page"]));
+        check("page=-1", Err(vec!["page"]));
+        check("page=1.5", Err(vec!["page"]));
+        check("page=99999999999999999999999", Err(vec!["page"]));
+        check("page=1&page=2", Err(vec!["page"]));
+        check("provider=nope", Err(vec!["provider"]));
+        check("provider=", Err(vec!["provider"]));
+        check("include=everything", Err(vec!["include"]));
+        check("perpage=10", Err(vec!["perpage"]));
+        check("role=admin&sort=email", Err(vec!["role", "sort"]));
+    }
+
+    #[test]
+    fn errors_say_why_and_keep_links_params() {
+        let errors = list_query("per_page=1000", &sources()).unwrap_err();
+        assert!(errors[0].reason.contains("1 to 100"), "{errors:?}");
+        let query = list_query("provider=tapintosafety&page=2&include=raw", &sources()).unwrap();
+        assert_eq!(
+            query.link_params,
+            vec![("provider".to_owned(), "tapintosafety".to_owned()), ("include".to_owned(), "raw".to_owned())]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any input parses or fails with a bounded, named error list; never panics.
+        #[test]
+        fn arbitrary_queries_never_panic(raw in ".{0,300}") {
+            match list_query(&raw, &sources()) {
+                Ok(query) => {
+                    prop_assert!((1..=MAX_PAGE).contains(&query.page));
+                    prop_assert!((1..=MAX_PER_PAGE).contains(&query.per_page));
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty() && errors.len() <= MAX_ERRORS);
+                    for error in errors {
+                        prop_assert!(error.name.chars().count() <= 65 && error.reason.len() < 600);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn valid_numbers_round_trip(page in 1u64..=MAX_PAGE, per_page in 1u64..=MAX_PER_PAGE) {
+            let query = list_query(&format!("page={page}&per_page={per_page}"), &sources()).unwrap();
+            prop_assert_eq!((query.page, query.per_page), (page, per_page));
+        }
+    }
+}

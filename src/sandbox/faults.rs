@@ -1,0 +1,133 @@
+//! Latency and fault injection, and the request log, for one simulated provider.
+//!
+//! Tests flip faults at run time through [`Control`]; the CLI sets them at start.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+/// What a simulated provider does instead of answering normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Answer with this HTTP status and a small JSON error body.
+    Status(u16),
+    /// Accept the request and never answer.
+    Hang,
+    /// 200 with a body that is not JSON.
+    Malformed,
+    /// 200 with JSON of another shape.
+    WrongShape,
+    /// 200 with a body of this many bytes.
+    Oversized(usize),
+    /// 302 to elsewhere.
+    Redirect,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+
+    /// `none`, an HTTP status such as `500`, `hang`, `malformed`, `wrong-shape`,
+    /// `oversized`, `redirect`.
+    fn from_str(text: &str) -> Result<Fault, String> {
+        Ok(match text {
+            "none" => Fault::None,
+            "hang" => Fault::Hang,
+            "malformed" => Fault::Malformed,
+            "wrong-shape" => Fault::WrongShape,
+            "oversized" => Fault::Oversized(32 * 1024 * 1024),
+            "redirect" => Fault::Redirect,
+            status => match status.parse::<u16>() {
+                Ok(code) if (100..=599).contains(&code) => Fault::Status(code),
+                _ => {
+                    return Err(format!(
+                        "{text:?} is not a fault: none, an HTTP status, hang, malformed, wrong-shape, oversized, redirect"
+                    ))
+                }
+            },
+        })
+    }
+}
+
+/// Run-time switches and the request log of one simulated provider.
+pub struct Control {
+    api_key: &'static str,
+    fault: Mutex<Fault>,
+    latency: Mutex<Duration>,
+    log: Mutex<Vec<String>>,
+}
+
+impl Control {
+    pub fn new(api_key: &'static str, latency: Duration) -> Control {
+        Control {
+            api_key,
+            fault: Mutex::new(Fault::None),
+            latency: Mutex::new(latency),
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn api_key(&self) -> &'static str {
+        self.api_key
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        *self.fault.lock().expect("fault lock") = fault;
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        *self.latency.lock().expect("latency lock") = latency;
+    }
+
+    /// Path and query of every request received, in arrival order.
+    pub fn requests(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.log.lock().expect("log lock").clear();
+    }
+}
+
+/// Puts the request log, latency and faults in front of a provider's router.
+pub fn wrap(router: Router, control: Arc<Control>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(control, inject))
+}
+
+async fn inject(State(control): State<Arc<Control>>, request: Request, next: Next) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_default();
+    control.log.lock().expect("log lock").push(target);
+    let latency = *control.latency.lock().expect("latency lock");
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let fault = control.fault.lock().expect("fault lock").clone();
+    match fault {
+        Fault::None => next.run(request).await,
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = (status, [("content-type", "application/json")], r#"{"message":"injected fault"}"#)
+                .into_response();
+            if code == 429 || code == 503 {
+                response.headers_mut().insert("retry-after", "1".parse().expect("valid header"));
+            }
+            response
+        }
+        Fault::Hang => std::future::pending().await,
+        Fault::Malformed => (StatusCode::OK, [("content-type", "application/json")], "{\"data\": {\"APIUsers\": [")
+            .into_response(),
+        Fault::WrongShape => (StatusCode::OK, [("content-type", "application/json")], r#"{"items":[],"count":"none"}"#)
+            .into_response(),
+        Fault::Oversized(bytes) => (StatusCode::OK, [("content-type", "application/json")], " ".repeat(bytes)).into_response(),
+        Fault::Redirect => (StatusCode::FOUND, [("location", "http://127.0.0.1:9/elsewhere")], "").into_response(),
+    }
+}
