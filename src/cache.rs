@@ -40,12 +40,7 @@ pub struct PageCache {
 
 /// Approximate heap bytes of a page: raw JSON plus the normalized copies of its fields.
 fn weigh(_key: &PageKey, value: &Arc<CachedPage>) -> u32 {
-    let users: usize = value
-        .page
-        .users
-        .iter()
-        .map(|user| user.raw.get().len() * 2 + 256)
-        .sum();
+    let users: usize = value.page.users.iter().map(|user| user.raw.get().len() * 2 + 256).sum();
     u32::try_from(users + 128).unwrap_or(u32::MAX)
 }
 
@@ -139,16 +134,25 @@ mod tests {
         };
         let results = futures_util::future::join_all((0..8).map(|_| cache.get_or_fetch(key(1), false, fetch()))).await;
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        let fetched = results.iter().filter(|r| r.as_ref().unwrap().1 == Lookup::Fetched).count();
+        let fetched = results
+            .iter()
+            .filter(|r| r.as_ref().unwrap().1 == Lookup::Fetched)
+            .count();
         assert_eq!(fetched, 1);
 
         let failing = async { Err(SourceError::new(SourceErrorCode::Unavailable, "down")) };
         assert!(cache.get_or_fetch(key(2), false, failing).await.is_err());
         assert!(!cache.contains(&key(2)), "a failure must not be cached");
-        let (_, lookup) = cache.get_or_fetch(key(2), false, async { Ok(empty_page()) }).await.unwrap();
+        let (_, lookup) = cache
+            .get_or_fetch(key(2), false, async { Ok(empty_page()) })
+            .await
+            .unwrap();
         assert_eq!(lookup, Lookup::Fetched);
 
-        let (_, lookup) = cache.get_or_fetch(key(1), true, async { Ok(empty_page()) }).await.unwrap();
+        let (_, lookup) = cache
+            .get_or_fetch(key(1), true, async { Ok(empty_page()) })
+            .await
+            .unwrap();
         assert_eq!(lookup, Lookup::Fetched, "refresh skips the cached copy");
     }
 }

@@ -191,8 +191,12 @@ impl Config {
         };
         let cache_ttl = Duration::from_secs(number("GATEWAY_CACHE_TTL_SECS", file.cache_ttl_secs, 60, 0)?);
         let cache_max_bytes = number("GATEWAY_CACHE_MAX_BYTES", file.cache_max_bytes, 64 * 1024 * 1024, 0)?;
-        let upstream_timeout =
-            Duration::from_millis(number("GATEWAY_UPSTREAM_TIMEOUT_MS", file.upstream_timeout_ms, 5000, 1)?);
+        let upstream_timeout = Duration::from_millis(number(
+            "GATEWAY_UPSTREAM_TIMEOUT_MS",
+            file.upstream_timeout_ms,
+            5000,
+            1,
+        )?);
         let upstream_concurrency =
             number("GATEWAY_UPSTREAM_CONCURRENCY", file.upstream_concurrency, 8, 1)?.min(1024) as usize;
         let upstream_max_body_bytes = number(
@@ -234,7 +238,12 @@ impl Config {
             Some(text) => match text.trim() {
                 "pretty" => LogFormat::Pretty,
                 "json" => LogFormat::Json,
-                other => return Err(invalid("GATEWAY_LOG_FORMAT", format!("{other:?} is not pretty or json"))),
+                other => {
+                    return Err(invalid(
+                        "GATEWAY_LOG_FORMAT",
+                        format!("{other:?} is not pretty or json"),
+                    ))
+                }
             },
         };
 
@@ -284,10 +293,13 @@ fn parse_cors(origins: Vec<String>) -> Result<CorsOrigins, ConfigError> {
         return Ok(CorsOrigins::Any);
     }
     for origin in &origins {
-        let parsed = Url::parse(origin)
-            .map_err(|_| invalid("GATEWAY_CORS_ORIGINS", format!("{origin:?} is not an origin")))?;
+        let parsed =
+            Url::parse(origin).map_err(|_| invalid("GATEWAY_CORS_ORIGINS", format!("{origin:?} is not an origin")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(invalid("GATEWAY_CORS_ORIGINS", format!("{origin:?} is not an http(s) origin")));
+            return Err(invalid(
+                "GATEWAY_CORS_ORIGINS",
+                format!("{origin:?} is not an http(s) origin"),
+            ));
         }
     }
     Ok(CorsOrigins::List(origins))
@@ -378,7 +390,11 @@ impl fmt::Display for Config {
         writeln!(f, "upstream_timeout_ms = {}", self.upstream_timeout.as_millis())?;
         writeln!(f, "upstream_concurrency = {}", self.upstream_concurrency)?;
         writeln!(f, "upstream_max_body_bytes = {}", self.upstream_max_body_bytes)?;
-        writeln!(f, "api_keys = {}", if self.api_keys.is_empty() { "[]" } else { "\"***\"" })?;
+        writeln!(
+            f,
+            "api_keys = {}",
+            if self.api_keys.is_empty() { "[]" } else { "\"***\"" }
+        )?;
         let cors = match &self.cors_origins {
             CorsOrigins::None => "[]".to_owned(),
             CorsOrigins::Any => "\"*\"".to_owned(),
@@ -425,7 +441,12 @@ mod tests {
     #[test]
     fn nothing_configured_names_the_variables() {
         let message = load_with(&[], None).unwrap_err().to_string();
-        for name in ["THOUGHTINDUSTRIES_BASE_URL", "TAPINTOSAFETY_API_KEY", "--config", "--demo"] {
+        for name in [
+            "THOUGHTINDUSTRIES_BASE_URL",
+            "TAPINTOSAFETY_API_KEY",
+            "--config",
+            "--demo",
+        ] {
             assert!(message.contains(name), "{message}");
         }
     }
@@ -459,7 +480,10 @@ mod tests {
     #[test]
     fn base_url_must_be_http() {
         let error = load_with(
-            &[("TAPINTOSAFETY_BASE_URL", "ftp://tis.example"), ("TAPINTOSAFETY_API_KEY", "k")],
+            &[
+                ("TAPINTOSAFETY_BASE_URL", "ftp://tis.example"),
+                ("TAPINTOSAFETY_API_KEY", "k"),
+            ],
             None,
         )
         .unwrap_err();
@@ -482,7 +506,10 @@ mod tests {
             api_key = "file-key-a"
         "#;
         let config = load_with(
-            &[("THOUGHTINDUSTRIES_API_KEY", "env-key"), ("GATEWAY_CACHE_TTL_SECS", "7")],
+            &[
+                ("THOUGHTINDUSTRIES_API_KEY", "env-key"),
+                ("GATEWAY_CACHE_TTL_SECS", "7"),
+            ],
             Some(file),
         )
         .unwrap();

@@ -178,9 +178,8 @@ impl Executor {
             let total = totals.iter().flatten().sum();
             (totals, PageMeta::new(query.page, query.per_page, total))
         };
-        let page_size = |pages: &HashMap<(usize, u64), Arc<CachedPage>>, source_idx: usize| {
-            pages[&(source_idx, 1)].page.page_size
-        };
+        let page_size =
+            |pages: &HashMap<(usize, u64), Arc<CachedPage>>, source_idx: usize| pages[&(source_idx, 1)].page.page_size;
 
         // Each round either fetches every missing page or drops a failed source, so this
         // ends after at most one round per source plus one.
@@ -190,8 +189,13 @@ impl Executor {
             let missing: Vec<(&Read<'_>, u64)> = window
                 .iter()
                 .flat_map(|slice| {
-                    let read = reads.iter().find(|read| read.source_idx == slice.source_idx).expect("sliced sources are read");
-                    slice.pages(page_size(&pages, slice.source_idx)).map(move |page| (read, page))
+                    let read = reads
+                        .iter()
+                        .find(|read| read.source_idx == slice.source_idx)
+                        .expect("sliced sources are read");
+                    slice
+                        .pages(page_size(&pages, slice.source_idx))
+                        .map(move |page| (read, page))
                 })
                 .filter(|(read, page)| !pages.contains_key(&(read.source_idx, *page)))
                 .collect();
@@ -278,15 +282,26 @@ impl Executor {
         };
         let (pages, upstream_calls) = self.read_all(&read, ctx).await?;
         let user = pages.iter().find_map(|page| {
-            let idx = page.page.users.iter().position(|user| user.provider_id == provider_id)?;
-            Some(UserRef { page: page.clone(), idx })
+            let idx = page
+                .page
+                .users
+                .iter()
+                .position(|user| user.provider_id == provider_id)?;
+            Some(UserRef {
+                page: page.clone(),
+                idx,
+            })
         });
         Ok(Found { user, upstream_calls })
     }
 
     /// Every page of one source's pushed-down query, all but the first fetched concurrently
     /// (the per-source permit bounds how many are in flight).
-    async fn read_all(&self, read: &Read<'_>, ctx: &CallContext<'_>) -> Result<(Vec<Arc<CachedPage>>, usize), LookupError> {
+    async fn read_all(
+        &self,
+        read: &Read<'_>,
+        ctx: &CallContext<'_>,
+    ) -> Result<(Vec<Arc<CachedPage>>, usize), LookupError> {
         let (first, lookup) = self.fetch(read, 1, ctx).await?;
         let mut upstream_calls = usize::from(lookup == Lookup::Fetched);
         let n_pages = first.page.total.div_ceil(u64::from(first.page.page_size.max(1))).max(1);

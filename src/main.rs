@@ -12,7 +12,11 @@ use users_gateway::sandbox::{Fault, Sandbox, SandboxOptions};
 use users_gateway::telemetry;
 
 #[derive(Parser)]
-#[command(name = "users-gateway", version, about = "One normalized GET /users over Thought Industries and TapIntoSafety")]
+#[command(
+    name = "users-gateway",
+    version,
+    about = "One normalized GET /users over Thought Industries and TapIntoSafety"
+)]
 struct Cli {
     /// Serve the gateway over the built-in sandbox upstreams (no network, no config needed).
     #[arg(long)]
@@ -95,12 +99,20 @@ async fn run_gateway(cli: Cli) -> Result<(), String> {
             latency: Duration::from_millis(cli.sandbox_latency_ms),
             ..SandboxOptions::default()
         };
-        Some(Sandbox::start(options).await.map_err(|e| format!("cannot start the sandbox: {e}"))?)
+        Some(
+            Sandbox::start(options)
+                .await
+                .map_err(|e| format!("cannot start the sandbox: {e}"))?,
+        )
     } else {
         None
     };
-    let config = Config::load(&process_env, cli.config.as_deref(), sandbox.as_ref().map(Sandbox::sources))
-        .map_err(|e| e.to_string())?;
+    let config = Config::load(
+        &process_env,
+        cli.config.as_deref(),
+        sandbox.as_ref().map(Sandbox::sources),
+    )
+    .map_err(|e| e.to_string())?;
     telemetry::init_tracing(config.log_format);
     let app = App::build(&config).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(config.listen_addr)
@@ -109,7 +121,10 @@ async fn run_gateway(cli: Cli) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, sources = config.sources.len(), "users-gateway listening");
     if let Some(sandbox) = &sandbox {
-        println!("users-gateway demo: sandbox upstreams on {} (thoughtindustries) and {} (tapintosafety)", sandbox.ti.base_url, sandbox.tis.base_url);
+        println!(
+            "users-gateway demo: sandbox upstreams on {} (thoughtindustries) and {} (tapintosafety)",
+            sandbox.ti.base_url, sandbox.tis.base_url
+        );
     }
     println!("Swagger UI: http://{addr}/docs");
     println!("Try:        curl -i 'http://{addr}/users?per_page=5'");
@@ -133,12 +148,20 @@ async fn run_sandbox(
         ..SandboxOptions::default()
     };
     let (ti_users, ti_page_size, tis_users) = (options.ti_users, options.ti_page_size, options.tis_users);
-    let sandbox = Sandbox::start(options).await.map_err(|e| format!("cannot start the sandbox: {e}"))?;
+    let sandbox = Sandbox::start(options)
+        .await
+        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
     sandbox.ti.control.set_fault(ti_fault);
     sandbox.tis.control.set_fault(tis_fault);
     let (ti, tis) = (&sandbox.ti, &sandbox.tis);
-    println!("Thought Industries sandbox: {}  key: {}  ({ti_users} users, {ti_page_size} per page)", ti.base_url, ti.api_key);
-    println!("TapIntoSafety sandbox:      {}  key: {}  ({tis_users} users, 50 per page)", tis.base_url, tis.api_key);
+    println!(
+        "Thought Industries sandbox: {}  key: {}  ({ti_users} users, {ti_page_size} per page)",
+        ti.base_url, ti.api_key
+    );
+    println!(
+        "TapIntoSafety sandbox:      {}  key: {}  ({tis_users} users, 50 per page)",
+        tis.base_url, tis.api_key
+    );
     println!("Point a gateway at it:");
     println!(
         "  THOUGHTINDUSTRIES_BASE_URL={} THOUGHTINDUSTRIES_API_KEY={} TAPINTOSAFETY_BASE_URL={} TAPINTOSAFETY_API_KEY={} cargo run --release",

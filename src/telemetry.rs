@@ -36,7 +36,9 @@ pub fn metrics_handle() -> PrometheusHandle {
     PROMETHEUS
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
                 .expect("bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -75,7 +77,9 @@ pub struct RequestId(pub Arc<str>);
 fn accept_request_id(value: &HeaderValue) -> Option<Arc<str>> {
     let text = value.to_str().ok()?;
     let valid = (1..=128).contains(&text.len())
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     valid.then(|| Arc::from(text))
 }
 

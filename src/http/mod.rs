@@ -82,7 +82,9 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
     let allow_origin = match origins {
         CorsOrigins::None => return None,
         CorsOrigins::Any => AllowOrigin::any(),
-        CorsOrigins::List(list) => AllowOrigin::list(list.iter().filter_map(|origin| HeaderValue::from_str(origin).ok())),
+        CorsOrigins::List(list) => {
+            AllowOrigin::list(list.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()))
+        }
     };
     Some(
         CorsLayer::new()
@@ -125,10 +127,9 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
         .map(str::trim);
     let accepted = presented.is_some_and(|presented| {
         // Every key is compared, so timing does not reveal which one (if any) matched.
-        state
-            .api_keys
-            .iter()
-            .fold(false, |found, key| constant_time_eq(key.expose_secret().as_bytes(), presented.as_bytes()) | found)
+        state.api_keys.iter().fold(false, |found, key| {
+            constant_time_eq(key.expose_secret().as_bytes(), presented.as_bytes()) | found
+        })
     });
     if accepted {
         next.run(request).await

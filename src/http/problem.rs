@@ -66,7 +66,10 @@ impl Error {
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::UpstreamsFailed(sources) => {
                 let all_timeouts = !sources.is_empty()
-                    && sources.iter().filter(|source| source.error.is_some()).all(|source| source.is_timeout());
+                    && sources
+                        .iter()
+                        .filter(|source| source.error.is_some())
+                        .all(|source| source.is_timeout());
                 if all_timeouts {
                     StatusCode::GATEWAY_TIMEOUT
                 } else {
@@ -130,7 +133,13 @@ impl Error {
                 };
                 ("upstream-failure", title, detail, None, Some(sources))
             }
-            Error::TooManyPages(detail) => ("too-many-upstream-pages", "Upstream read limit reached", detail, None, None),
+            Error::TooManyPages(detail) => (
+                "too-many-upstream-pages",
+                "Upstream read limit reached",
+                detail,
+                None,
+                None,
+            ),
         };
         Problem {
             problem_type: format!("/problems/{kind}"),
@@ -150,9 +159,10 @@ impl IntoResponse for Error {
         let body = serde_json::to_vec(&self.into_problem()).unwrap_or_default();
         let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
         if unauthorized {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"users-gateway\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"users-gateway\""),
+            );
         }
         response
     }

@@ -270,9 +270,10 @@ pub struct UserParams {
 fn wants_refresh(headers: &HeaderMap) -> bool {
     let has_no_cache = |name| {
         headers.get_all(name).iter().any(|value| {
-            value
-                .to_str()
-                .is_ok_and(|text| text.split(',').any(|directive| directive.trim().eq_ignore_ascii_case("no-cache")))
+            value.to_str().is_ok_and(|text| {
+                text.split(',')
+                    .any(|directive| directive.trim().eq_ignore_ascii_case("no-cache"))
+            })
         })
     };
     has_no_cache(header::CACHE_CONTROL) || has_no_cache(header::PRAGMA)
@@ -408,7 +409,11 @@ pub async fn list_users(
     response_headers.insert("x-total-count", HeaderValue::from(result.meta.total));
     response_headers.insert("cache-status", cache_status(result.upstream_calls));
     let body = UserList {
-        data: result.users.iter().map(|user| UserJson::new(user, query.include_raw)).collect(),
+        data: result
+            .users
+            .iter()
+            .map(|user| UserJson::new(user, query.include_raw))
+            .collect(),
         meta: Meta {
             page: result.meta.page,
             per_page: result.meta.per_page,

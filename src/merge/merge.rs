@@ -33,11 +33,22 @@ mod tests {
     #[test]
     fn positions_follow_source_order_then_upstream_order() {
         let slices = [
-            Slice { source_idx: 0, start: 5, end: 7 },
-            Slice { source_idx: 1, start: 0, end: 2 },
+            Slice {
+                source_idx: 0,
+                start: 5,
+                end: 7,
+            },
+            Slice {
+                source_idx: 1,
+                start: 0,
+                end: 2,
+            },
         ];
         let positions = concat_positions(&slices, |idx| if idx == 0 { 6 } else { 50 });
-        let compact: Vec<_> = positions.iter().map(|p| (p.source_idx, p.upstream_page, p.idx)).collect();
+        let compact: Vec<_> = positions
+            .iter()
+            .map(|p| (p.source_idx, p.upstream_page, p.idx))
+            .collect();
         assert_eq!(compact, [(0, 1, 5), (0, 2, 0), (1, 1, 0), (1, 1, 1)]);
     }
 }

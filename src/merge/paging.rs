@@ -91,17 +91,36 @@ mod tests {
         assert_eq!(
             slices(&[Some(30), Some(10)], 25, 10),
             vec![
-                Slice { source_idx: 0, start: 25, end: 30 },
-                Slice { source_idx: 1, start: 0, end: 5 },
+                Slice {
+                    source_idx: 0,
+                    start: 25,
+                    end: 30
+                },
+                Slice {
+                    source_idx: 1,
+                    start: 0,
+                    end: 5
+                },
             ]
         );
-        assert_eq!(slices(&[None, Some(10)], 0, 5), vec![Slice { source_idx: 1, start: 0, end: 5 }]);
+        assert_eq!(
+            slices(&[None, Some(10)], 0, 5),
+            vec![Slice {
+                source_idx: 1,
+                start: 0,
+                end: 5
+            }]
+        );
         assert!(slices(&[Some(3), Some(0)], 3, 5).is_empty());
     }
 
     #[test]
     fn pages_of_a_slice() {
-        let slice = Slice { source_idx: 0, start: 37, end: 81 };
+        let slice = Slice {
+            source_idx: 0,
+            start: 37,
+            end: 81,
+        };
         assert_eq!(slice.pages(40), 1..=3);
         assert_eq!(slice.positions(40).next(), Some((1, 37)));
         assert_eq!(slice.positions(40).last(), Some((3, 0)));
@@ -109,7 +128,16 @@ mod tests {
 
     #[test]
     fn meta_of_empty_and_past_the_end() {
-        assert_eq!(PageMeta::new(1, 25, 0), PageMeta { page: 1, per_page: 25, total: 0, total_pages: 0, has_more: false });
+        assert_eq!(
+            PageMeta::new(1, 25, 0),
+            PageMeta {
+                page: 1,
+                per_page: 25,
+                total: 0,
+                total_pages: 0,
+                has_more: false
+            }
+        );
         assert!(!PageMeta::new(9, 25, 100).has_more);
         assert!(PageMeta::new(3, 25, 76).has_more);
     }

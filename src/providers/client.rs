@@ -62,7 +62,11 @@ impl SourceClient {
     pub fn new(config: &SourceConfig, http: reqwest::Client, limits: ClientLimits) -> SourceClient {
         let provider = super::adapter(config.provider);
         let mut list_url = config.base_url.clone();
-        let path = format!("{}{}", config.base_url.path().trim_end_matches('/'), provider.list_path());
+        let path = format!(
+            "{}{}",
+            config.base_url.path().trim_end_matches('/'),
+            provider.list_path()
+        );
         list_url.set_path(&path);
         SourceClient {
             name: config.name.clone(),
@@ -103,15 +107,25 @@ impl SourceClient {
         let elapsed = started.elapsed();
         crate::telemetry::record_upstream(&self.name, outcome, elapsed);
         match &result {
-            Ok(parsed) => tracing::debug!(n_users = parsed.users.len(), total = parsed.total, ?elapsed, "upstream page"),
+            Ok(parsed) => tracing::debug!(
+                n_users = parsed.users.len(),
+                total = parsed.total,
+                ?elapsed,
+                "upstream page"
+            ),
             Err(error) => tracing::warn!(%error, ?elapsed, "upstream page failed"),
         }
         result
     }
 
     async fn attempt(&self, pushed: &PushedQuery, page: u64, request_id: &str) -> Result<UpstreamPage, SourceError> {
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose_secret()))
-            .map_err(|_| SourceError::new(SourceErrorCode::Unauthorized, "the configured API key is not a valid header value"))?;
+        let mut authorization =
+            HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose_secret())).map_err(|_| {
+                SourceError::new(
+                    SourceErrorCode::Unauthorized,
+                    "the configured API key is not a valid header value",
+                )
+            })?;
         authorization.set_sensitive(true);
         let mut request = self
             .http
@@ -133,14 +147,22 @@ impl SourceClient {
         }
         let code = status.as_u16();
         Err(match code {
-            401 | 403 => SourceError::new(SourceErrorCode::Unauthorized, format!("upstream refused the API key (HTTP {code})")),
+            401 | 403 => SourceError::new(
+                SourceErrorCode::Unauthorized,
+                format!("upstream refused the API key (HTTP {code})"),
+            ),
             429 => SourceError::new(SourceErrorCode::RateLimited, "upstream is rate limiting (HTTP 429)"),
             400..=499 => {
                 let body = self.read_body(response).await.unwrap_or_default();
                 self.provider.classify_rejection(code, &body)
             }
-            500..=599 => SourceError::new(SourceErrorCode::Unavailable, format!("upstream failed with HTTP {code}")),
-            _ => SourceError::bad_response(format!("unexpected HTTP {code} from upstream (redirects are not followed)")),
+            500..=599 => SourceError::new(
+                SourceErrorCode::Unavailable,
+                format!("upstream failed with HTTP {code}"),
+            ),
+            _ => SourceError::bad_response(format!(
+                "unexpected HTTP {code} from upstream (redirects are not followed)"
+            )),
         })
     }
 
@@ -154,7 +176,10 @@ impl SourceClient {
         let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
         while let Some(chunk) = response.chunk().await.map_err(|error| {
             tracing::debug!(error = %error.without_url(), "upstream body failed");
-            SourceError::new(SourceErrorCode::Unavailable, "upstream connection failed while reading the body")
+            SourceError::new(
+                SourceErrorCode::Unavailable,
+                "upstream connection failed while reading the body",
+            )
         })? {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());

@@ -133,7 +133,10 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Classifies a 4xx other than 401/403/429; the body is read, never relayed.
     fn classify_rejection(&self, status: u16, _body: &[u8]) -> SourceError {
-        SourceError::new(SourceErrorCode::Rejected, format!("upstream rejected the request with HTTP {status}"))
+        SourceError::new(
+            SourceErrorCode::Rejected,
+            format!("upstream rejected the request with HTTP {status}"),
+        )
     }
 }
 
@@ -166,7 +169,10 @@ pub(crate) fn parse_record<T: serde::de::DeserializeOwned>(
 }
 
 /// Parses a page envelope, hiding serde's text from callers.
-pub(crate) fn parse_envelope<T: serde::de::DeserializeOwned>(source: &SourceName, body: &[u8]) -> Result<T, SourceError> {
+pub(crate) fn parse_envelope<T: serde::de::DeserializeOwned>(
+    source: &SourceName,
+    body: &[u8],
+) -> Result<T, SourceError> {
     serde_json::from_slice(body).map_err(|error| {
         tracing::warn!(%source, %error, "upstream body is not of the documented shape");
         if error.is_syntax() || error.is_eof() {

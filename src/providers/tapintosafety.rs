@@ -5,7 +5,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{parse_envelope, parse_record, IdLookup, Provider, PushedQuery, SourceError, SourceErrorCode, UpstreamPage};
+use super::{
+    parse_envelope, parse_record, IdLookup, Provider, PushedQuery, SourceError, SourceErrorCode, UpstreamPage,
+};
 use crate::model::{join_names, non_empty, ProviderKind, SourceName, User};
 
 /// "50 results are returned per page."
@@ -167,7 +169,12 @@ mod tests {
             IdLookup::Pushed(pushed) => assert_eq!(pushed.to_string(), format!("userId={guid}")),
             other => panic!("{other:?}"),
         }
-        for bad in ["42", "0f8fad5bd9cb469fa16570867728950e", "{0f8fad5b-d9cb-469f-a165-70867728950e}", ""] {
+        for bad in [
+            "42",
+            "0f8fad5bd9cb469fa16570867728950e",
+            "{0f8fad5b-d9cb-469f-a165-70867728950e}",
+            "",
+        ] {
             assert_eq!(TapIntoSafety.lookup(bad), IdLookup::NoSuchUser, "{bad}");
         }
     }
@@ -181,7 +188,11 @@ mod tests {
 
     #[test]
     fn wrong_shapes_are_bad_responses() {
-        for body in ["[]", r#"{"entities":{},"totalEntities":1}"#, r#"{"entities":[{"id":5}],"totalEntities":1}"#] {
+        for body in [
+            "[]",
+            r#"{"entities":{},"totalEntities":1}"#,
+            r#"{"entities":[{"id":5}],"totalEntities":1}"#,
+        ] {
             assert_eq!(parse(body).unwrap_err().code, SourceErrorCode::BadResponse, "{body}");
         }
     }

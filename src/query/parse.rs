@@ -83,7 +83,10 @@ pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, V
             },
             "include" => match value.split(',').map(str::trim).try_for_each(|item| match item {
                 "raw" => Ok(()),
-                other => Err(format!("{} is not an include option; the only one is raw", quote(other))),
+                other => Err(format!(
+                    "{} is not an include option; the only one is raw",
+                    quote(other)
+                )),
             }) {
                 Ok(()) => include_raw = true,
                 Err(reason) => errors.push(ParamError::new("include", reason)),
@@ -168,11 +171,19 @@ fn parse_sources(text: &str, sources: &[SourceRef]) -> Result<Vec<usize>, String
                 ));
             }
             (by_source, _) => {
-                by_source.into_iter().chain(by_provider).for_each(|idx| chosen[idx] = true);
+                by_source
+                    .into_iter()
+                    .chain(by_provider)
+                    .for_each(|idx| chosen[idx] = true);
             }
         }
     }
-    Ok(chosen.iter().enumerate().filter(|(_, on)| **on).map(|(idx, _)| idx).collect())
+    Ok(chosen
+        .iter()
+        .enumerate()
+        .filter(|(_, on)| **on)
+        .map(|(idx, _)| idx)
+        .collect())
 }
 
 /// Caller text shown back in an error, shortened so a huge input cannot bloat the response.
@@ -214,7 +225,11 @@ mod tests {
         let got = list_query(query, &sources());
         match (got, expected) {
             (Ok(q), Ok((page, per_page, selected, raw))) => {
-                assert_eq!((q.page, q.per_page, q.sources, q.include_raw), (page, per_page, selected, raw), "{query}")
+                assert_eq!(
+                    (q.page, q.per_page, q.sources, q.include_raw),
+                    (page, per_page, selected, raw),
+                    "{query}"
+                )
             }
             (Err(errors), Err(names)) => {
                 let got: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
@@ -229,7 +244,7 @@ mod tests {
         check("", Ok((1, 25, vec![0, 1, 2], false)));
         check("page=3&per_page=100&include=raw", Ok((3, 100, vec![0, 1, 2], true)));
         check("provider=tapintosafety", Ok((1, 25, vec![1], false)));
-        check("provider=thoughtindustries", Ok((1, 25, vec![0, 2], false)), );
+        check("provider=thoughtindustries", Ok((1, 25, vec![0, 2], false)));
         check("provider=ti-eu,tapintosafety", Ok((1, 25, vec![1, 2], false)));
         check("page=0&per_page=1000", Err(vec!["page", "per_page"]));
         check("page=-1", Err(vec!["page"]));
@@ -250,7 +265,10 @@ mod tests {
         let query = list_query("provider=tapintosafety&page=2&include=raw", &sources()).unwrap();
         assert_eq!(
             query.link_params,
-            vec![("provider".to_owned(), "tapintosafety".to_owned()), ("include".to_owned(), "raw".to_owned())]
+            vec![
+                ("provider".to_owned(), "tapintosafety".to_owned()),
+                ("include".to_owned(), "raw".to_owned())
+            ]
         );
     }
 

@@ -44,11 +44,9 @@ impl std::str::FromStr for Fault {
             "redirect" => Fault::Redirect,
             status => match status.parse::<u16>() {
                 Ok(code) if (100..=599).contains(&code) => Fault::Status(code),
-                _ => {
-                    return Err(format!(
-                        "{text:?} is not a fault: none, an HTTP status, hang, malformed, wrong-shape, oversized, redirect"
-                    ))
-                }
+                _ => return Err(format!(
+                    "{text:?} is not a fault: none, an HTTP status, hang, malformed, wrong-shape, oversized, redirect"
+                )),
             },
         })
     }
@@ -115,19 +113,38 @@ async fn inject(State(control): State<Arc<Control>>, request: Request, next: Nex
         Fault::None => next.run(request).await,
         Fault::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut response = (status, [("content-type", "application/json")], r#"{"message":"injected fault"}"#)
+            let mut response = (
+                status,
+                [("content-type", "application/json")],
+                r#"{"message":"injected fault"}"#,
+            )
                 .into_response();
             if code == 429 || code == 503 {
-                response.headers_mut().insert("retry-after", "1".parse().expect("valid header"));
+                response
+                    .headers_mut()
+                    .insert("retry-after", "1".parse().expect("valid header"));
             }
             response
         }
         Fault::Hang => std::future::pending().await,
-        Fault::Malformed => (StatusCode::OK, [("content-type", "application/json")], "{\"data\": {\"APIUsers\": [")
+        Fault::Malformed => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"data\": {\"APIUsers\": [",
+        )
             .into_response(),
-        Fault::WrongShape => (StatusCode::OK, [("content-type", "application/json")], r#"{"items":[],"count":"none"}"#)
+        Fault::WrongShape => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            r#"{"items":[],"count":"none"}"#,
+        )
             .into_response(),
-        Fault::Oversized(bytes) => (StatusCode::OK, [("content-type", "application/json")], " ".repeat(bytes)).into_response(),
+        Fault::Oversized(bytes) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            " ".repeat(bytes),
+        )
+            .into_response(),
         Fault::Redirect => (StatusCode::FOUND, [("location", "http://127.0.0.1:9/elsewhere")], "").into_response(),
     }
 }

@@ -40,14 +40,68 @@ impl Rng {
 }
 
 const FIRST_NAMES: &[&str] = &[
-    "Zoë", "José", "Łukasz", "Siobhán", "Renée", "Mårten", "Chloé", "François", "Aoife", "Søren", "Ana", "Liam",
-    "Olivia", "Noah", "Amelia", "Jack", "Mia", "Wei", "Priya", "Mohammed", "Hannah", "Oliver", "Isla", "Charlotte",
-    "Lucas", "Ellie", "Thomas", "Grace", "Aarav", "Dāvis",
+    "Zoë",
+    "José",
+    "Łukasz",
+    "Siobhán",
+    "Renée",
+    "Mårten",
+    "Chloé",
+    "François",
+    "Aoife",
+    "Søren",
+    "Ana",
+    "Liam",
+    "Olivia",
+    "Noah",
+    "Amelia",
+    "Jack",
+    "Mia",
+    "Wei",
+    "Priya",
+    "Mohammed",
+    "Hannah",
+    "Oliver",
+    "Isla",
+    "Charlotte",
+    "Lucas",
+    "Ellie",
+    "Thomas",
+    "Grace",
+    "Aarav",
+    "Dāvis",
 ];
 const LAST_NAMES: &[&str] = &[
-    "O'Brien", "D'Angelo", "Müller", "García", "Núñez", "O'Connor", "Smith", "Nguyen", "Brown", "Wilson", "Taylor",
-    "Jones", "Williams", "MacDonald", "van der Berg", "Kowalski", "Ó Súilleabháin", "Lefèvre", "Dubois", "Ahmed",
-    "Singh", "Chen", "Kim", "Patel", "Rossi", "Björk", "St. John", "Le Roux", "Fitzgerald", "Żak",
+    "O'Brien",
+    "D'Angelo",
+    "Müller",
+    "García",
+    "Núñez",
+    "O'Connor",
+    "Smith",
+    "Nguyen",
+    "Brown",
+    "Wilson",
+    "Taylor",
+    "Jones",
+    "Williams",
+    "MacDonald",
+    "van der Berg",
+    "Kowalski",
+    "Ó Súilleabháin",
+    "Lefèvre",
+    "Dubois",
+    "Ahmed",
+    "Singh",
+    "Chen",
+    "Kim",
+    "Patel",
+    "Rossi",
+    "Björk",
+    "St. John",
+    "Le Roux",
+    "Fitzgerald",
+    "Żak",
 ];
 
 /// ASCII for e-mail local parts: accents dropped, apostrophes and spaces removed.
@@ -106,7 +160,11 @@ pub fn ti_users(seed: u64, count: usize) -> Vec<Value> {
                     user.insert("email".into(), json!(""));
                 }
                 _ => {
-                    let email = format!("{}.{}{user_idx}@acme-learning.example", ascii_slug(first), ascii_slug(last));
+                    let email = format!(
+                        "{}.{}{user_idx}@acme-learning.example",
+                        ascii_slug(first),
+                        ascii_slug(last)
+                    );
                     user.insert("email".into(), json!(email));
                 }
             }
@@ -115,7 +173,13 @@ pub fn ti_users(seed: u64, count: usize) -> Vec<Value> {
             if !rng.percent(3) {
                 user.insert("lastName".into(), json!(last));
             }
-            user.insert("abbreviatedName".into(), json!(format!("{} {last}", &first[..first.char_indices().nth(1).map_or(first.len(), |(i, _)| i)])));
+            user.insert(
+                "abbreviatedName".into(),
+                json!(format!(
+                    "{} {last}",
+                    &first[..first.char_indices().nth(1).map_or(first.len(), |(i, _)| i)]
+                )),
+            );
             match rng.below(100) {
                 0..=9 => {}
                 10..=14 => {
@@ -142,9 +206,20 @@ pub fn ti_users(seed: u64, count: usize) -> Vec<Value> {
             let (_, updated) = timestamp(&mut rng, created_secs);
             user.insert("createdAt".into(), json!(created));
             user.insert("updatedAt".into(), json!(updated));
-            let last_active = if rng.percent(15) { Value::Null } else { json!(timestamp(&mut rng, created_secs).1) };
+            let last_active = if rng.percent(15) {
+                Value::Null
+            } else {
+                json!(timestamp(&mut rng, created_secs).1)
+            };
             user.insert("lastActiveAt".into(), last_active);
-            user.insert("bio".into(), json!(if rng.percent(20) { "Safety lead, night shift." } else { "" }));
+            user.insert(
+                "bio".into(),
+                json!(if rng.percent(20) {
+                    "Safety lead, night shift."
+                } else {
+                    ""
+                }),
+            );
             user.insert("twoFactorEnabled".into(), json!(rng.percent(30)));
             user.insert("lang".into(), json!(rng.pick(&["en", "fr", "de", "en-AU"])));
             user.insert("customFields".into(), json!({}));
@@ -162,9 +237,17 @@ pub fn tis_users(seed: u64, count: usize) -> Vec<Value> {
         .map(|user_idx| {
             let first = rng.pick(FIRST_NAMES);
             let last = rng.pick(LAST_NAMES);
-            let email = format!("{}{}.{user_idx}@site-works.example", ascii_slug(first), ascii_slug(last));
+            let email = format!(
+                "{}{}.{user_idx}@site-works.example",
+                ascii_slug(first),
+                ascii_slug(last)
+            );
             let sso = rng.percent(25);
-            let username = if sso { format!("sso|{:012x}", rng.next() & 0xffff_ffff_ffff) } else { email.clone() };
+            let username = if sso {
+                format!("sso|{:012x}", rng.next() & 0xffff_ffff_ffff)
+            } else {
+                email.clone()
+            };
             let first_value = if rng.percent(4) { json!("") } else { json!(first) };
             let last_value = if rng.percent(3) { Value::Null } else { json!(last) };
             let employee = match rng.below(100) {
@@ -203,7 +286,9 @@ mod tests {
         let roles: std::collections::BTreeSet<_> = ti.iter().filter_map(|u| u["roleKey"].as_str()).collect();
         assert!(roles.len() >= 4, "{roles:?}");
         assert!(ti.iter().any(|u| u.get("email").is_none()));
-        assert!(ti.iter().any(|u| u["lastName"].as_str().is_some_and(|n| n.contains('\''))));
+        assert!(ti
+            .iter()
+            .any(|u| u["lastName"].as_str().is_some_and(|n| n.contains('\''))));
         let tis = tis_users(8, 730);
         assert!(tis.iter().any(|u| u["organisationIdentifier"] == ""));
         assert!(tis.iter().any(|u| u["username"].as_str().unwrap().starts_with("sso|")));

@@ -23,7 +23,9 @@ struct Sim {
 }
 
 pub fn router(records: Arc<Vec<Value>>, control: Arc<Control>) -> Router {
-    Router::new().route("/api/v2/users", get(list)).with_state(Sim { records, control })
+    Router::new()
+        .route("/api/v2/users", get(list))
+        .with_state(Sim { records, control })
 }
 
 fn invalid_model(detail: &str) -> Response {
@@ -64,8 +66,11 @@ async fn list(State(sim): State<Sim>, headers: HeaderMap, Query(params): Query<B
             email
                 .as_deref()
                 .is_none_or(|needle| contains_ci(&user["email"], needle) || contains_ci(&user["username"], needle))
-                && org_id.as_deref().is_none_or(|needle| contains_ci(&user["organisationIdentifier"], needle))
-                && user_id.is_none_or(|id| user["id"].as_str().and_then(|text| uuid::Uuid::try_parse(text).ok()) == Some(id))
+                && org_id
+                    .as_deref()
+                    .is_none_or(|needle| contains_ci(&user["organisationIdentifier"], needle))
+                && user_id
+                    .is_none_or(|id| user["id"].as_str().and_then(|text| uuid::Uuid::try_parse(text).ok()) == Some(id))
         })
         .collect();
     let entities = page_of(&matching, page, PAGE_SIZE);

@@ -34,7 +34,10 @@ async fn list(State(sim): State<Sim>, headers: HeaderMap, Query(params): Query<B
         return json_response(StatusCode::UNAUTHORIZED, &json!({ "message": "Unauthorized" }));
     }
     let Some(page) = page_param(params.get("page").map(String::as_str)) else {
-        return json_response(StatusCode::BAD_REQUEST, &json!({ "message": "page must be a positive integer" }));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({ "message": "page must be a positive integer" }),
+        );
     };
     let role = params.get("role");
     let matching: Vec<&Value> = sim

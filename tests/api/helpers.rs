@@ -1,0 +1,123 @@
+//! `spawn_app()`: a sandbox and a gateway over it, exactly as production wires them.
+
+use std::collections::HashMap;
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use users_gateway::app::App;
+use users_gateway::config::Config;
+use users_gateway::sandbox::{Sandbox, SandboxOptions};
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub http: reqwest::Client,
+    pub sandbox: Sandbox,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|value| value.to_str().unwrap())
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(SandboxOptions::default(), &[]).await
+}
+
+/// A gateway whose settings come from `env` (GATEWAY_* names), over a sandbox built from `options`.
+pub async fn spawn_with(options: SandboxOptions, env: &[(&str, &str)]) -> TestApp {
+    let sandbox = Sandbox::start(options).await.expect("sandbox starts");
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let lookup = move |name: &str| env.get(name).cloned();
+    let config = Config::load(&lookup, None, Some(sandbox.sources())).expect("config loads");
+    let app = App::build(&config).expect("app builds");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(app.serve(listener, std::future::pending()));
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        sandbox,
+    }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> Reply {
+        self.get_with(path, &[]).await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        assert_no_secrets(&self.sandbox, &headers, &text);
+        Reply { status, headers, text }
+    }
+
+    /// The ids of the sandbox's users in the gateway's documented default order.
+    pub fn expected_ids(&self) -> Vec<String> {
+        let ti = self
+            .sandbox
+            .ti
+            .records
+            .iter()
+            .map(|r| format!("thoughtindustries:{}", r["id"].as_str().unwrap()));
+        let tis = self
+            .sandbox
+            .tis
+            .records
+            .iter()
+            .map(|r| format!("tapintosafety:{}", r["id"].as_str().unwrap()));
+        ti.chain(tis).collect()
+    }
+
+    /// Upstream requests each simulated provider received: (thoughtindustries, tapintosafety).
+    pub fn upstream_requests(&self) -> (Vec<String>, Vec<String>) {
+        (self.sandbox.ti.control.requests(), self.sandbox.tis.control.requests())
+    }
+
+    pub fn clear_upstream_requests(&self) {
+        self.sandbox.ti.control.clear_requests();
+        self.sandbox.tis.control.clear_requests();
+    }
+}
+
+/// Upstream API keys must never reach a caller (SPEC §2).
+pub fn assert_no_secrets(sandbox: &Sandbox, headers: &HeaderMap, body: &str) {
+    for key in [sandbox.ti.api_key, sandbox.tis.api_key] {
+        assert!(!body.contains(key), "an upstream key leaked into a body: {body}");
+        for value in headers.values() {
+            assert!(
+                !value.to_str().unwrap_or("").contains(key),
+                "an upstream key leaked into a header"
+            );
+        }
+    }
+}
+
+/// `data[*].id` of a list response.
+pub fn ids(body: &Value) -> Vec<String> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect()
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real router on 127.0.0.1:0 over the sandbox on 127.0.0.1:0.
+//! One test binary, so the crate is linked once.
+
+mod cache;
+mod errors;
+mod faults;
+mod helpers;
+mod openapi;
+mod users;
