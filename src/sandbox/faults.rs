@@ -44,12 +44,24 @@ impl std::str::FromStr for Fault {
             "redirect" => Fault::Redirect,
             status => match status.parse::<u16>() {
                 Ok(code) if (100..=599).contains(&code) => Fault::Status(code),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "{text:?} is not a fault: none, an HTTP status, hang, malformed, wrong-shape, oversized, redirect"
-                )),
+                ))
+                }
             },
         })
     }
+}
+
+/// One request as a simulated provider received it (for tests of SPEC §8 headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Path and query.
+    pub target: String,
+    pub request_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub accept: Option<String>,
 }
 
 /// Run-time switches and the request log of one simulated provider.
@@ -57,7 +69,7 @@ pub struct Control {
     api_key: &'static str,
     fault: Mutex<Fault>,
     latency: Mutex<Duration>,
-    log: Mutex<Vec<String>>,
+    log: Mutex<Vec<Received>>,
 }
 
 impl Control {
@@ -84,6 +96,11 @@ impl Control {
 
     /// Path and query of every request received, in arrival order.
     pub fn requests(&self) -> Vec<String> {
+        self.received().into_iter().map(|received| received.target).collect()
+    }
+
+    /// Every request received, with the headers tests check, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
         self.log.lock().expect("log lock").clone()
     }
 
@@ -97,13 +114,29 @@ pub fn wrap(router: Router, control: Arc<Control>) -> Router {
     router.layer(axum::middleware::from_fn_with_state(control, inject))
 }
 
+fn received_of(request: &Request) -> Received {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    Received {
+        target: request
+            .uri()
+            .path_and_query()
+            .map(|path| path.as_str().to_owned())
+            .unwrap_or_default(),
+        request_id: header("x-request-id"),
+        user_agent: header("user-agent"),
+        accept: header("accept"),
+    }
+}
+
 async fn inject(State(control): State<Arc<Control>>, request: Request, next: Next) -> Response {
-    let target = request
-        .uri()
-        .path_and_query()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_default();
-    control.log.lock().expect("log lock").push(target);
+    control.log.lock().expect("log lock").push(received_of(&request));
+
     let latency = *control.latency.lock().expect("latency lock");
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

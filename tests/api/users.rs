@@ -273,3 +273,24 @@ async fn one_user_by_id_from_each_provider() {
         "a malformed GUID never reaches TIS"
     );
 }
+
+#[tokio::test]
+async fn upstream_requests_carry_the_spec_headers() {
+    let app = spawn_app().await;
+    let reply = app.get_with("/users?per_page=1", &[("x-request-id", "trace-42")]).await;
+    assert_eq!(reply.status, 200);
+    for received in app
+        .sandbox
+        .ti
+        .control
+        .received()
+        .into_iter()
+        .chain(app.sandbox.tis.control.received())
+    {
+        // The sandbox answers 401 without the right bearer key, so a 200 proves Authorization.
+        assert_eq!(received.request_id.as_deref(), Some("trace-42"));
+        assert_eq!(received.accept.as_deref(), Some("application/json"));
+        let agent = received.user_agent.unwrap();
+        assert_eq!(agent, format!("users-gateway/{}", env!("CARGO_PKG_VERSION")));
+    }
+}
