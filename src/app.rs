@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::cache::PageCache;
 use crate::config::Config;
 use crate::execute::Executor;
+use crate::http::render::RenderCache;
 use crate::http::{AppState, Shared};
 use crate::providers::client::{build_http_client, ClientLimits, SourceClient};
 use crate::query::parse::SourceRef;
@@ -53,6 +54,7 @@ impl App {
         crate::telemetry::metrics_handle();
         let state = AppState::new(Shared {
             executor: Executor::new(clients, cache, MAX_PAGES_PER_READ),
+            renders: RenderCache::new(config.cache_ttl, config.cache_max_bytes / 4),
             source_refs,
             api_keys: config.api_keys.clone(),
         });

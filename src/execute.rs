@@ -62,6 +62,11 @@ pub struct ListResult {
     pub reports: Vec<SourceReport>,
     /// Upstream calls this request made (0: answered from the cache).
     pub upstream_calls: usize,
+    /// Every upstream page the result was computed from, by (source, page): the same
+    /// pages (by identity) and query always give the same result.
+    pub inputs: Vec<Arc<CachedPage>>,
+    /// Whether any called source failed (the result then depends on more than `inputs`).
+    pub any_failed: bool,
 }
 
 /// Every selected source failed.
@@ -249,11 +254,15 @@ impl Executor {
                 })
             })
             .collect();
+        let mut inputs: Vec<((usize, u64), Arc<CachedPage>)> = pages.into_iter().collect();
+        inputs.sort_unstable_by_key(|(key, _)| *key);
         Ok(ListResult {
             meta,
             users,
             reports,
             upstream_calls,
+            inputs: inputs.into_iter().map(|(_, page)| page).collect(),
+            any_failed: !failures.is_empty(),
         })
     }
 

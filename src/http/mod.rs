@@ -9,6 +9,7 @@
 pub mod openapi;
 pub mod ops;
 pub mod problem;
+pub mod render;
 pub mod users;
 
 use std::ops::Deref;
@@ -34,6 +35,8 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub executor: Executor,
+    /// Memoized `/users` bodies (see `render`).
+    pub renders: render::RenderCache,
     /// The configured sources, in merge order, as the query parser needs them.
     pub source_refs: Vec<SourceRef>,
     /// Keys callers must present; empty means no caller auth.

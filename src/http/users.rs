@@ -3,8 +3,8 @@
 //! Also the API's wire types: what callers read is defined here, once, with its schema.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use serde::Serialize;
@@ -13,12 +13,12 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{Error, Problem};
+use super::render::{json_once, json_response, PageLinks};
 use super::AppState;
 use crate::execute::{CallContext, LookupError, SourceReport, SourceStatus, UserRef};
-use crate::merge::paging::PageMeta;
 use crate::model::User;
 use crate::providers::SourceErrorCode;
-use crate::query::parse::{self, ListQuery};
+use crate::query::parse;
 use crate::query::plan;
 use crate::telemetry::RequestId;
 
@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
 
 /// One user, normalized (SPEC §4). Every field is present, `null` where it has no value.
 #[derive(Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserJson<'a> {
     /// `{source}:{provider_id}`, unique across sources.
     #[schema(example = "tapintosafety:0f8fad5b-d9cb-469f-a165-70867728950e")]
@@ -89,6 +90,7 @@ impl<'a> UserJson<'a> {
 
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = Provider)]
 pub enum ProviderJson {
     Thoughtindustries,
     Tapintosafety,
@@ -108,7 +110,7 @@ impl From<crate::model::ProviderKind> for ProviderJson {
 pub struct UserList<'a> {
     pub data: Vec<UserJson<'a>>,
     pub meta: Meta,
-    pub links: Links,
+    pub links: Links<'a>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -131,18 +133,31 @@ pub struct Meta {
 
 /// Paging links, relative to the gateway; `prev` and `next` are null where there is none.
 #[derive(Serialize, ToSchema)]
-pub struct Links {
+pub struct Links<'a> {
     #[serde(rename = "self")]
     #[schema(example = "/users?page=2&per_page=25")]
-    pub self_link: String,
-    pub first: String,
-    pub prev: Option<String>,
-    pub next: Option<String>,
-    pub last: String,
+    pub self_link: &'a str,
+    pub first: &'a str,
+    pub prev: Option<&'a str>,
+    pub next: Option<&'a str>,
+    pub last: &'a str,
+}
+
+impl<'a> From<&'a PageLinks> for Links<'a> {
+    fn from(links: &'a PageLinks) -> Links<'a> {
+        Links {
+            self_link: &links.self_link,
+            first: &links.first,
+            prev: links.prev.as_deref(),
+            next: links.next.as_deref(),
+            last: &links.last,
+        }
+    }
 }
 
 /// How one source fared for this request.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SourceStatus)]
 pub struct SourceStatusJson {
     #[schema(example = "thoughtindustries")]
     pub source: String,
@@ -173,6 +188,7 @@ pub enum SourceState {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SourceError)]
 pub struct SourceErrorJson {
     pub code: ErrorCodeJson,
     #[schema(example = "no answer within 5000 ms")]
@@ -183,6 +199,7 @@ pub struct SourceErrorJson {
 /// `unauthorized` (401/403); `rejected` (other 4xx); `bad_response` (not the documented shape).
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = SourceErrorCode)]
 pub enum ErrorCodeJson {
     Timeout,
     Unavailable,
@@ -287,72 +304,6 @@ fn cache_status(upstream_calls: usize) -> HeaderValue {
     })
 }
 
-/// A strong validator of the exact body bytes.
-fn etag_of(body: &[u8]) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut hasher);
-    format!("\"{:016x}{:08x}\"", hasher.finish(), body.len())
-}
-
-/// `If-None-Match` matches (weak comparison, RFC 9110 §13.1.2).
-fn matches_if_none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers.get_all(header::IF_NONE_MATCH).iter().any(|value| {
-        value.to_str().is_ok_and(|text| {
-            text.split(',')
-                .map(str::trim)
-                .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-        })
-    })
-}
-
-/// A JSON body with its validators; 304 when the caller already has it.
-fn json_with_etag(request_headers: &HeaderMap, body: Vec<u8>, mut headers: HeaderMap) -> Response {
-    let etag = etag_of(&body);
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, value);
-    }
-    if matches_if_none_match(request_headers, &etag) {
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
-    }
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    (StatusCode::OK, headers, body).into_response()
-}
-
-fn page_link(query: &ListQuery, page: u64) -> String {
-    let mut serializer = form_urlencoded::Serializer::new(String::new());
-    serializer.append_pair("page", &page.to_string());
-    for (name, value) in &query.link_params {
-        serializer.append_pair(name, value);
-    }
-    format!("/users?{}", serializer.finish())
-}
-
-fn links(query: &ListQuery, meta: &PageMeta) -> Links {
-    let last = meta.total_pages.max(1);
-    Links {
-        self_link: page_link(query, meta.page),
-        first: page_link(query, 1),
-        prev: (meta.page > 1).then(|| page_link(query, (meta.page - 1).min(last))),
-        next: meta.has_more.then(|| page_link(query, meta.page + 1)),
-        last: page_link(query, last),
-    }
-}
-
-fn link_header(links: &Links) -> String {
-    [
-        Some((&links.first, "first")),
-        links.prev.as_ref().map(|prev| (prev, "prev")),
-        links.next.as_ref().map(|next| (next, "next")),
-        Some((&links.last, "last")),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|(target, rel)| format!("<{target}>; rel=\"{rel}\""))
-    .collect::<Vec<_>>()
-    .join(", ")
-}
-
 /// List users across sources, merged and paginated exactly.
 ///
 /// Without `sort`, users come source by source in configured order (thoughtindustries,
@@ -400,33 +351,43 @@ pub async fn list_users(
         .await
         .map_err(|failed| Error::UpstreamsFailed(failed.reports.iter().map(|r| state.status_json(r)).collect()))?;
 
-    let sources: Vec<SourceStatusJson> = result.reports.iter().map(|r| state.status_json(r)).collect();
-    let links = links(&query, &result.meta);
+    let links = PageLinks::new(&query, &result.meta);
+    let rendered = state
+        .renders
+        .body(&query, &result, || {
+            let sources: Vec<SourceStatusJson> = result.reports.iter().map(|r| state.status_json(r)).collect();
+            let body = UserList {
+                data: result
+                    .users
+                    .iter()
+                    .map(|user| UserJson::new(user, query.include_raw))
+                    .collect(),
+                meta: Meta {
+                    page: result.meta.page,
+                    per_page: result.meta.per_page,
+                    total: result.meta.total,
+                    total_pages: result.meta.total_pages,
+                    has_more: result.meta.has_more,
+                    partial: sources.iter().any(|source| source.status == SourceState::Error),
+                    sources,
+                },
+                links: Links::from(&links),
+            };
+            serde_json::to_vec(&body).expect("users serialize")
+        })
+        .await;
     let mut response_headers = HeaderMap::new();
-    if let Ok(value) = HeaderValue::from_str(&link_header(&links)) {
+    if let Ok(value) = HeaderValue::from_str(&links.header()) {
         response_headers.insert(header::LINK, value);
     }
     response_headers.insert("x-total-count", HeaderValue::from(result.meta.total));
     response_headers.insert("cache-status", cache_status(result.upstream_calls));
-    let body = UserList {
-        data: result
-            .users
-            .iter()
-            .map(|user| UserJson::new(user, query.include_raw))
-            .collect(),
-        meta: Meta {
-            page: result.meta.page,
-            per_page: result.meta.per_page,
-            total: result.meta.total,
-            total_pages: result.meta.total_pages,
-            has_more: result.meta.has_more,
-            partial: sources.iter().any(|source| source.status == SourceState::Error),
-            sources,
-        },
-        links,
-    };
-    let bytes = serde_json::to_vec(&body).expect("users serialize");
-    Ok(json_with_etag(&headers, bytes, response_headers))
+    Ok(json_response(
+        &headers,
+        rendered.body.clone(),
+        rendered.etag.clone(),
+        response_headers,
+    ))
 }
 
 /// One user by id.
@@ -493,5 +454,5 @@ pub async fn get_user(
     let mut response_headers = HeaderMap::new();
     response_headers.insert("cache-status", cache_status(found.upstream_calls));
     let bytes = serde_json::to_vec(&UserJson::new(&user, include_raw)).expect("a user serializes");
-    Ok(json_with_etag(&headers, bytes, response_headers))
+    Ok(json_once(&headers, bytes, response_headers))
 }

@@ -36,7 +36,7 @@ pub struct SourceRef {
 }
 
 /// A validated `GET /users` query.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListQuery {
     pub page: u64,
     pub per_page: u64,
