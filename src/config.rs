@@ -401,7 +401,11 @@ impl fmt::Display for Config {
             CorsOrigins::List(origins) => format!("{origins:?}"),
         };
         writeln!(f, "cors_origins = {cors}")?;
-        writeln!(f, "log_format = \"{:?}\"", self.log_format)?;
+        let log_format = match self.log_format {
+            LogFormat::Pretty => "pretty",
+            LogFormat::Json => "json",
+        };
+        writeln!(f, "log_format = \"{log_format}\"")?;
         for source in &self.sources {
             writeln!(f, "\n[[sources]]")?;
             writeln!(f, "name = \"{}\"", source.name)?;

@@ -2,6 +2,7 @@
 //! One test binary, so the crate is linked once.
 
 mod cache;
+mod cli;
 mod errors;
 mod faults;
 mod helpers;
