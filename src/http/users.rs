@@ -260,10 +260,13 @@ pub struct ListParams {
     /// Users per page.
     #[param(minimum = 1, maximum = 100, default = 25)]
     per_page: Option<u64>,
-    /// Comma-separated provider or source names; only those sources are read.
-    #[param(example = "tapintosafety")]
-    provider: Option<String>,
+    /// Comma-separated provider names (all sources of that provider) or source names; only
+    /// those sources are read. The names of additionally configured sources (e.g. a second
+    /// TI tenant) are accepted too; anything else is a 400.
+    #[param(style = Form, explode = false, min_items = 1, inline, example = json!(["tapintosafety"]))]
+    provider: Option<Vec<ProviderJson>>,
     /// `raw` adds each user's upstream record, as received, under `raw`.
+    #[param(inline)]
     include: Option<Include>,
 }
 
@@ -280,6 +283,7 @@ pub enum Include {
 #[allow(dead_code)]
 pub struct UserParams {
     /// `raw` adds the user's upstream record, as received, under `raw`.
+    #[param(inline)]
     include: Option<Include>,
 }
 

@@ -7,4 +7,5 @@ mod errors;
 mod faults;
 mod helpers;
 mod openapi;
+mod paging;
 mod users;
