@@ -157,7 +157,7 @@ pub(crate) fn parse_timestamp(text: Option<&str>) -> Option<time::OffsetDateTime
 }
 
 /// Deserializes one record, hiding serde's text (it may quote upstream values) from callers.
-pub(crate) fn parse_record<T: serde::de::DeserializeOwned>(
+fn parse_record<T: serde::de::DeserializeOwned>(
     source: &SourceName,
     record_idx: usize,
     raw: &serde_json::value::RawValue,
@@ -166,6 +166,23 @@ pub(crate) fn parse_record<T: serde::de::DeserializeOwned>(
         tracing::warn!(%source, record_idx, %error, "upstream user record is not of the documented shape");
         SourceError::bad_response(format!("user record {record_idx} is not of the documented shape"))
     })
+}
+
+/// Parses and normalizes every record of a page; one malformed record fails the page,
+/// so a user is never silently dropped.
+pub(crate) fn normalize_records<W: serde::de::DeserializeOwned>(
+    source: &SourceName,
+    records: Vec<Box<serde_json::value::RawValue>>,
+    normalize: impl Fn(&SourceName, W, Box<serde_json::value::RawValue>) -> User,
+) -> Result<Vec<User>, SourceError> {
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(record_idx, raw)| {
+            let wire: W = parse_record(source, record_idx, &raw)?;
+            Ok(normalize(source, wire, raw))
+        })
+        .collect()
 }
 
 /// Parses a page envelope, hiding serde's text from callers.

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    parse_envelope, parse_record, IdLookup, Provider, PushedQuery, SourceError, SourceErrorCode, UpstreamPage,
+    normalize_records, parse_envelope, IdLookup, Provider, PushedQuery, SourceError, SourceErrorCode, UpstreamPage,
 };
 use crate::model::{join_names, non_empty, ProviderKind, SourceName, User};
 
@@ -59,15 +59,7 @@ impl Provider for TapIntoSafety {
                 envelope.entities.len()
             )));
         }
-        let users = envelope
-            .entities
-            .into_iter()
-            .enumerate()
-            .map(|(record_idx, raw)| {
-                let wire: WireUser = parse_record(source, record_idx, &raw)?;
-                Ok(normalize(source, wire, raw))
-            })
-            .collect::<Result<Vec<_>, SourceError>>()?;
+        let users = normalize_records(source, envelope.entities, normalize)?;
         Ok(UpstreamPage {
             users,
             total: envelope.total_entities,

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{parse_envelope, parse_record, parse_timestamp, Provider, SourceError, UpstreamPage};
+use super::{normalize_records, parse_envelope, parse_timestamp, Provider, SourceError, UpstreamPage};
 use crate::model::{join_names, non_empty, ProviderKind, SourceName, User};
 
 pub struct ThoughtIndustries;
@@ -85,14 +85,7 @@ impl Provider for ThoughtIndustries {
                 "page holds {n_users} users but pageInfo.perPage is {page_size}"
             )));
         }
-        let users = users
-            .into_iter()
-            .enumerate()
-            .map(|(record_idx, raw)| {
-                let wire: WireUser = parse_record(source, record_idx, &raw)?;
-                Ok(normalize(source, wire, raw))
-            })
-            .collect::<Result<Vec<_>, SourceError>>()?;
+        let users = normalize_records(source, users, normalize)?;
         Ok(UpstreamPage {
             users,
             total: page_info.total,
