@@ -13,10 +13,8 @@ use crate::execute::Executor;
 use crate::http::render::RenderCache;
 use crate::http::{AppState, Shared};
 use crate::providers::client::{build_http_client, ClientLimits, SourceClient};
+use crate::providers::PushdownOptions;
 use crate::query::parse::SourceRef;
-
-/// Ceiling on the upstream pages one full read of a source may fetch.
-const MAX_PAGES_PER_READ: u64 = 1000;
 
 pub struct App {
     router: Router,
@@ -53,10 +51,13 @@ impl App {
         let cache = PageCache::new(config.cache_ttl, config.cache_max_bytes);
         crate::telemetry::metrics_handle();
         let state = AppState::new(Shared {
-            executor: Executor::new(clients, cache, MAX_PAGES_PER_READ),
+            executor: Executor::new(clients, cache, config.max_upstream_pages),
             renders: RenderCache::new(config.cache_ttl, config.cache_max_bytes / 4),
             source_refs,
             api_keys: config.api_keys.clone(),
+            pushdown: PushdownOptions {
+                ti_role_pushdown: config.ti_role_pushdown,
+            },
         });
         Ok(App {
             router: crate::http::router(state, &config.cors_origins),

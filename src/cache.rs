@@ -58,7 +58,8 @@ impl PageCache {
 
     /// The cached page, or the result of `fetch` (stored only when it succeeds).
     ///
-    /// `refresh` (a caller's `Cache-Control: no-cache`) drops the cached copy first.
+    /// `refresh` (a caller's `Cache-Control: no-cache`) fetches regardless and replaces the
+    /// cached copy only on success.
     pub async fn get_or_fetch<Fut>(
         &self,
         key: PageKey,
@@ -69,7 +70,15 @@ impl PageCache {
         Fut: Future<Output = Result<UpstreamPage, SourceError>>,
     {
         if refresh {
-            self.pages.invalidate(&key).await;
+            // The cached copy stays until a fresh one has arrived: a failing refetch must
+            // not take a good page away from everyone else.
+            let page = Arc::new(CachedPage {
+                page: fetch.await?,
+                fetched_at: Instant::now(),
+            });
+            self.pages.insert(key, page.clone()).await;
+            crate::telemetry::record_cache(false);
+            return Ok((page, Lookup::Fetched));
         }
         let entry = self
             .pages
@@ -86,6 +95,10 @@ impl PageCache {
         let lookup = if entry.is_fresh() { Lookup::Fetched } else { Lookup::Hit };
         crate::telemetry::record_cache(lookup == Lookup::Hit);
         Ok((entry.into_value(), lookup))
+    }
+
+    pub async fn invalidate(&self, key: &PageKey) {
+        self.pages.invalidate(key).await;
     }
 
     /// Whether a page is cached now (for plans and tests; does not touch recency).

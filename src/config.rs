@@ -32,8 +32,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Accepted for SPEC §2 compatibility; stale-if-error serving is not implemented yet.
     pub stale_if_error: Duration,
-    /// Accepted for SPEC §2 compatibility; role filtering is not implemented yet.
+    /// Send `role` to Thought Industries (lowercased); off for tenants with mixed-case role keys.
     pub ti_role_pushdown: bool,
+    /// Ceiling on the upstream pages one query may read from one source.
+    pub max_upstream_pages: u64,
 }
 
 /// One upstream instance of a provider.
@@ -97,6 +99,7 @@ struct FileConfig {
     log_format: Option<String>,
     stale_if_error_secs: Option<u64>,
     ti_role_pushdown: Option<bool>,
+    max_upstream_pages: Option<u64>,
     #[serde(default)]
     sources: Vec<FileSource>,
 }
@@ -124,7 +127,15 @@ struct FileSource {
     name: Option<String>,
     provider: String,
     base_url: String,
+    #[serde(deserialize_with = "secret_string")]
     api_key: SecretString,
+}
+
+/// Like `SecretString`'s own impl, but an error never quotes the value (toml's would).
+fn secret_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SecretString, D::Error> {
+    String::deserialize(deserializer)
+        .map(SecretString::from)
+        .map_err(|_| serde::de::Error::custom("api_key must be a string"))
 }
 
 impl fmt::Debug for FileSource {
@@ -209,6 +220,7 @@ impl Config {
         let stale_if_error =
             Duration::from_secs(number("GATEWAY_STALE_IF_ERROR_SECS", file.stale_if_error_secs, 300, 0)?);
 
+        let max_upstream_pages = number("GATEWAY_MAX_UPSTREAM_PAGES", file.max_upstream_pages, 1000, 1)?;
         let ti_role_pushdown = match env_or("GATEWAY_TI_ROLE_PUSHDOWN") {
             Some(text) => match text.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => true,
@@ -268,6 +280,7 @@ impl Config {
             log_format,
             stale_if_error,
             ti_role_pushdown,
+            max_upstream_pages,
         })
     }
 }
@@ -390,6 +403,8 @@ impl fmt::Display for Config {
         writeln!(f, "upstream_timeout_ms = {}", self.upstream_timeout.as_millis())?;
         writeln!(f, "upstream_concurrency = {}", self.upstream_concurrency)?;
         writeln!(f, "upstream_max_body_bytes = {}", self.upstream_max_body_bytes)?;
+        writeln!(f, "max_upstream_pages = {}", self.max_upstream_pages)?;
+        writeln!(f, "ti_role_pushdown = {}", self.ti_role_pushdown)?;
         writeln!(
             f,
             "api_keys = {}",
@@ -529,6 +544,16 @@ mod tests {
     fn unknown_file_key_is_named() {
         let error = load_with(&[], Some("cache_tll_secs = 5\n")).unwrap_err();
         assert!(error.to_string().contains("cache_tll_secs"), "{error}");
+    }
+
+    #[test]
+    fn a_mistyped_key_is_not_echoed() {
+        let file = "[[sources]]\nprovider = \"tapintosafety\"\nbase_url = \"https://a.example\"\napi_key = 987654321\n";
+        let message = load_with(&[], Some(file)).unwrap_err().to_string();
+        assert!(
+            message.contains("api_key") && !message.contains("987654321"),
+            "{message}"
+        );
     }
 
     #[test]

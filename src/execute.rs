@@ -1,5 +1,6 @@
-//! Runs a [`Plan`]: fans out to the sources concurrently, reads only the upstream pages
-//! the caller's page needs (through the cache), and turns failures into per-source status.
+//! Runs a [`Plan`]: fans out to the sources concurrently, reads through the cache exactly
+//! the upstream pages the plan needs, applies the gateway-side filters and sort, and turns
+//! failures into per-source status.
 //!
 //! Knows nothing of HTTP or of upstream field names.
 
@@ -12,11 +13,13 @@ use futures_util::future::join_all;
 use crate::cache::{CachedPage, Lookup, PageCache, PageKey};
 use crate::merge::merge::concat_positions;
 use crate::merge::paging::{slices, PageMeta};
+use crate::merge::sort::sort_users;
 use crate::model::User;
 use crate::providers::client::SourceClient;
 use crate::providers::{IdLookup, PushedQuery, SourceError};
+use crate::query::filter::Filters;
 use crate::query::parse::ListQuery;
-use crate::query::plan::{Action, Plan};
+use crate::query::plan::{Action, Plan, ReadMode};
 
 /// What one caller request carries down to the upstream calls.
 #[derive(Debug, Clone, Copy)]
@@ -28,9 +31,14 @@ pub struct CallContext<'a> {
 
 #[derive(Debug, Clone)]
 pub enum SourceStatus {
-    Ok { total: u64 },
+    /// `total` counts the source's matching users.
+    Ok {
+        total: u64,
+    },
     Failed(SourceError),
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 /// How one selected source fared.
@@ -69,10 +77,28 @@ pub struct ListResult {
     pub any_failed: bool,
 }
 
-/// Every selected source failed.
 #[derive(Debug)]
-pub struct AllFailed {
-    pub reports: Vec<SourceReport>,
+pub enum ListError {
+    /// Every called source failed.
+    AllFailed {
+        reports: Vec<SourceReport>,
+    },
+    TooManyPages(TooManyPages),
+}
+
+/// Answering would read more pages of one source than the configured ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("answering needs {needed} upstream pages of one source, more than the limit of {limit} (GATEWAY_MAX_UPSTREAM_PAGES)")]
+pub struct TooManyPages {
+    pub source_idx: usize,
+    pub needed: u64,
+    pub limit: u64,
+}
+
+impl From<TooManyPages> for ListError {
+    fn from(error: TooManyPages) -> ListError {
+        ListError::TooManyPages(error)
+    }
 }
 
 #[derive(Debug)]
@@ -85,14 +111,14 @@ pub struct Found {
 pub enum LookupError {
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("finding the user needs {needed} upstream pages, more than the limit of {limit}")]
-    TooManyPages { needed: u64, limit: u64 },
+    #[error(transparent)]
+    TooManyPages(#[from] TooManyPages),
 }
 
 pub struct Executor {
     sources: Vec<SourceClient>,
     cache: PageCache,
-    /// Ceiling on the pages one full read of a source may fetch.
+    /// Ceiling on the upstream pages one query may read from one source.
     max_pages: u64,
 }
 
@@ -101,6 +127,98 @@ struct Read<'a> {
     source_idx: usize,
     pushed: &'a PushedQuery,
     pushed_key: Arc<str>,
+    /// Read every page (planned, or because the upstream matched more loosely than promised).
+    full: bool,
+}
+
+type FetchResult = ((usize, u64), Result<(Arc<CachedPage>, Lookup), SourceError>);
+
+/// What one request has fetched so far.
+#[derive(Default)]
+struct Fetched {
+    pages: HashMap<(usize, u64), Arc<CachedPage>>,
+    failures: HashMap<usize, SourceError>,
+    upstream_calls: usize,
+}
+
+impl Fetched {
+    fn absorb(&mut self, results: Vec<FetchResult>) {
+        for ((source_idx, page), result) in results {
+            match result {
+                Ok((fetched, lookup)) => {
+                    self.upstream_calls += usize::from(lookup == Lookup::Fetched);
+                    self.pages.insert((source_idx, page), fetched);
+                }
+                Err(error) => {
+                    self.upstream_calls += 1;
+                    self.failures.entry(source_idx).or_insert(error);
+                }
+            }
+        }
+    }
+
+    /// Pages of one source that contradict its first page: another page size, or a user
+    /// count that the total does not allow. Positions would then point at the wrong users,
+    /// so the source becomes a `bad_response` (and the pages are dropped from the cache by
+    /// the caller, since the data most likely changed while it was being paged).
+    fn check_consistency(&mut self) -> Vec<(usize, u64)> {
+        let mut bad = Vec::new();
+        for (&(source_idx, page), fetched) in &self.pages {
+            if self.failures.contains_key(&source_idx) {
+                continue;
+            }
+            let Some(first) = self.pages.get(&(source_idx, 1)) else {
+                continue;
+            };
+            let size = u64::from(first.page.page_size.max(1));
+            let expected_len = first
+                .page
+                .total
+                .saturating_sub((page - 1).saturating_mul(size))
+                .min(size);
+            if fetched.page.page_size != first.page.page_size || fetched.page.users.len() as u64 != expected_len {
+                bad.push((source_idx, page));
+            }
+        }
+        for &(source_idx, page) in &bad {
+            tracing::warn!(source_idx, page, "upstream pages disagree on page size or count");
+            self.failures.entry(source_idx).or_insert_with(|| {
+                SourceError::bad_response(format!(
+                    "upstream page {page} disagrees with page 1 on page size or user count (the data may have \
+                     changed while paging; retry)"
+                ))
+            });
+        }
+        bad
+    }
+
+    fn first(&self, source_idx: usize) -> &CachedPage {
+        &self.pages[&(source_idx, 1)]
+    }
+
+    /// Pages of the source's pushed-down query, as its first page tells.
+    fn n_pages(&self, source_idx: usize) -> u64 {
+        let first = &self.first(source_idx).page;
+        first.total.div_ceil(u64::from(first.page_size.max(1))).max(1)
+    }
+
+    /// The source's matching users in upstream order, from all its pages.
+    fn materialize(&self, source_idx: usize, filters: &Filters) -> Vec<UserRef> {
+        (1..=self.n_pages(source_idx))
+            .filter_map(|page| self.pages.get(&(source_idx, page)))
+            .flat_map(|page| {
+                page.page
+                    .users
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, user)| filters.matches(user))
+                    .map(|(idx, _)| UserRef {
+                        page: page.clone(),
+                        idx,
+                    })
+            })
+            .collect()
+    }
 }
 
 impl Executor {
@@ -120,150 +238,264 @@ impl Executor {
         &self.cache
     }
 
-    async fn fetch(
-        &self,
-        read: &Read<'_>,
-        page: u64,
-        ctx: &CallContext<'_>,
-    ) -> Result<(Arc<CachedPage>, Lookup), SourceError> {
-        let client = &self.sources[read.source_idx];
-        let key = PageKey {
-            source: client.name.clone(),
-            pushed: read.pushed_key.clone(),
-            page,
-        };
-        self.cache
-            .get_or_fetch(key, ctx.refresh, client.fetch_page(read.pushed, page, ctx.request_id))
-            .await
+    pub fn max_pages(&self) -> u64 {
+        self.max_pages
     }
 
-    /// One caller page of the merged order (SPEC §3).
-    ///
-    /// Page 1 of every called source comes first (it tells totals and page sizes), then
-    /// exactly the pages the window needs. A source failing at any point drops out and the
-    /// window is laid out again over the others, so the page stays exact for what answered.
-    pub async fn list(&self, query: &ListQuery, plan: &Plan, ctx: &CallContext<'_>) -> Result<ListResult, AllFailed> {
-        let reads: Vec<Read<'_>> = plan
-            .steps
-            .iter()
-            .filter_map(|step| match &step.action {
-                Action::Call { pushed } => Some(Read {
-                    source_idx: step.source_idx,
-                    pushed,
-                    pushed_key: Arc::from(pushed.to_string()),
-                }),
-                Action::Skip { .. } => None,
-            })
-            .collect();
-        let mut pages: HashMap<(usize, u64), Arc<CachedPage>> = HashMap::new();
-        let mut failures: HashMap<usize, SourceError> = HashMap::new();
-        let mut upstream_calls = 0;
+    /// The cache key of one page of a source's pushed-down query.
+    pub fn page_key(&self, source_idx: usize, pushed_key: &Arc<str>, page: u64) -> PageKey {
+        PageKey {
+            source: self.sources[source_idx].name.clone(),
+            pushed: pushed_key.clone(),
+            page,
+        }
+    }
 
-        let firsts = join_all(reads.iter().map(|read| self.fetch(read, 1, ctx))).await;
-        for (read, result) in reads.iter().zip(firsts) {
-            match result {
-                Ok((page, lookup)) => {
-                    upstream_calls += usize::from(lookup == Lookup::Fetched);
-                    pages.insert((read.source_idx, 1), page);
-                }
-                Err(error) => {
-                    upstream_calls += 1;
-                    failures.insert(read.source_idx, error);
+    async fn fetch(&self, read: &Read<'_>, page: u64, ctx: &CallContext<'_>) -> FetchResult {
+        let client = &self.sources[read.source_idx];
+        let key = self.page_key(read.source_idx, &read.pushed_key, page);
+        let result = self
+            .cache
+            .get_or_fetch(key, ctx.refresh, client.fetch_page(read.pushed, page, ctx.request_id))
+            .await;
+        ((read.source_idx, page), result)
+    }
+
+    /// Fetches pages concurrently; the per-source permits bound what is in flight.
+    async fn fetch_all(&self, wanted: Vec<(&Read<'_>, u64)>, ctx: &CallContext<'_>) -> Vec<FetchResult> {
+        join_all(wanted.into_iter().map(|(read, page)| self.fetch(read, page, ctx))).await
+    }
+
+    /// Reads every remaining page of the given full reads, checking the ceiling first.
+    async fn read_rest(
+        &self,
+        reads: &[&Read<'_>],
+        fetched: &mut Fetched,
+        ctx: &CallContext<'_>,
+    ) -> Result<(), TooManyPages> {
+        let mut wanted = Vec::new();
+        for read in reads {
+            if fetched.failures.contains_key(&read.source_idx) {
+                continue;
+            }
+            let n_pages = fetched.n_pages(read.source_idx);
+            if n_pages > self.max_pages {
+                return Err(TooManyPages {
+                    source_idx: read.source_idx,
+                    needed: n_pages,
+                    limit: self.max_pages,
+                });
+            }
+            wanted.extend(
+                (2..=n_pages)
+                    .filter(|page| !fetched.pages.contains_key(&(read.source_idx, *page)))
+                    .map(|page| (*read, page)),
+            );
+        }
+        let results = self.fetch_all(wanted, ctx).await;
+        self.absorb(fetched, results, reads).await;
+        Ok(())
+    }
+
+    /// Takes in fetched pages, then fails (and uncaches) sources whose pages disagree.
+    async fn absorb(&self, fetched: &mut Fetched, results: Vec<FetchResult>, reads: &[&Read<'_>]) {
+        fetched.absorb(results);
+        for (source_idx, page) in fetched.check_consistency() {
+            if let Some(read) = reads.iter().find(|read| read.source_idx == source_idx) {
+                for page in [1, page] {
+                    self.cache
+                        .invalidate(&self.page_key(source_idx, &read.pushed_key, page))
+                        .await;
                 }
             }
         }
+    }
 
-        let meta_of = |pages: &HashMap<(usize, u64), Arc<CachedPage>>, failures: &HashMap<usize, SourceError>| {
-            let mut totals = vec![None; self.sources.len()];
-            for read in &reads {
-                if !failures.contains_key(&read.source_idx) {
-                    totals[read.source_idx] = pages.get(&(read.source_idx, 1)).map(|first| first.page.total);
-                }
-            }
-            let total = totals.iter().flatten().sum();
-            (totals, PageMeta::new(query.page, query.per_page, total))
+    /// One caller page (SPEC §3).
+    ///
+    /// Page 1 of every called source comes first (it tells totals and page sizes). Full
+    /// reads then fetch every page and filter; direct reads fetch exactly the pages under
+    /// the window. A source failing at any point drops out and the window is laid out
+    /// again over the others, so the page stays exact for what answered.
+    pub async fn list(&self, query: &ListQuery, plan: &Plan, ctx: &CallContext<'_>) -> Result<ListResult, ListError> {
+        let mut reads: Vec<Read<'_>> = plan
+            .calls()
+            .map(|(source_idx, call)| Read {
+                source_idx,
+                pushed: &call.pushed,
+                pushed_key: Arc::from(call.pushed.to_string()),
+                full: matches!(call.read, ReadMode::Full { .. }),
+            })
+            .collect();
+        let filters = &query.filters;
+        let mut fetched = Fetched::default();
+        let firsts = self.fetch_all(reads.iter().map(|read| (read, 1)).collect(), ctx).await;
+        self.absorb(&mut fetched, firsts, &reads.iter().collect::<Vec<_>>())
+            .await;
+        let full: Vec<&Read<'_>> = reads.iter().filter(|read| read.full).collect();
+        self.read_rest(&full, &mut fetched, ctx).await?;
+
+        let (meta, users) = if plan.sorted {
+            let mut users: Vec<UserRef> = reads
+                .iter()
+                .filter(|read| !fetched.failures.contains_key(&read.source_idx))
+                .flat_map(|read| fetched.materialize(read.source_idx, filters))
+                .collect();
+            sort_users(&mut users, &query.sort);
+            let meta = PageMeta::new(query.page, query.per_page, users.len() as u64);
+            let start = meta.offset().min(meta.total) as usize;
+            let end = meta.offset().saturating_add(query.per_page).min(meta.total) as usize;
+            (meta, users[start..end].to_vec())
+        } else {
+            self.unsorted_window(query, &mut reads, &mut fetched, ctx).await?
         };
-        let page_size =
-            |pages: &HashMap<(usize, u64), Arc<CachedPage>>, source_idx: usize| pages[&(source_idx, 1)].page.page_size;
 
-        // Each round either fetches every missing page or drops a failed source, so this
-        // ends after at most one round per source plus one.
-        let (meta, window) = loop {
-            let (totals, meta) = meta_of(&pages, &failures);
+        let reports = self.reports(plan, &fetched, &reads, filters);
+        let n_called = reads.len();
+        if n_called > 0 && fetched.failures.len() == n_called {
+            return Err(ListError::AllFailed { reports });
+        }
+        let any_failed = !fetched.failures.is_empty();
+        let mut inputs: Vec<((usize, u64), Arc<CachedPage>)> = fetched.pages.into_iter().collect();
+        inputs.sort_unstable_by_key(|(key, _)| *key);
+        Ok(ListResult {
+            meta,
+            users,
+            reports,
+            upstream_calls: fetched.upstream_calls,
+            inputs: inputs.into_iter().map(|(_, page)| page).collect(),
+            any_failed,
+        })
+    }
+
+    /// The default order: sources end to end, each in upstream order. Direct sources are
+    /// sliced by upstream page; full reads from their filtered users.
+    async fn unsorted_window(
+        &self,
+        query: &ListQuery,
+        reads: &mut [Read<'_>],
+        fetched: &mut Fetched,
+        ctx: &CallContext<'_>,
+    ) -> Result<(PageMeta, Vec<UserRef>), ListError> {
+        let filters = &query.filters;
+        let mut materialized: HashMap<usize, Vec<UserRef>> = reads
+            .iter()
+            .filter(|read| read.full && !fetched.failures.contains_key(&read.source_idx))
+            .map(|read| (read.source_idx, fetched.materialize(read.source_idx, filters)))
+            .collect();
+        // Each round fetches the missing window pages, drops a failed source, or turns a
+        // loose direct source into a full read, so it ends within a few rounds per source.
+        loop {
+            let mut totals = vec![None; self.sources.len()];
+            for read in reads.iter() {
+                if fetched.failures.contains_key(&read.source_idx) {
+                    continue;
+                }
+                totals[read.source_idx] = Some(match materialized.get(&read.source_idx) {
+                    Some(users) => users.len() as u64,
+                    None => fetched.first(read.source_idx).page.total,
+                });
+            }
+            let meta = PageMeta::new(query.page, query.per_page, totals.iter().flatten().sum());
             let window = slices(&totals, meta.offset(), query.per_page);
             let missing: Vec<(&Read<'_>, u64)> = window
                 .iter()
+                .filter(|slice| !materialized.contains_key(&slice.source_idx))
                 .flat_map(|slice| {
                     let read = reads
                         .iter()
                         .find(|read| read.source_idx == slice.source_idx)
                         .expect("sliced sources are read");
                     slice
-                        .pages(page_size(&pages, slice.source_idx))
+                        .pages(fetched.first(slice.source_idx).page.page_size)
                         .map(move |page| (read, page))
                 })
-                .filter(|(read, page)| !pages.contains_key(&(read.source_idx, *page)))
+                .filter(|(read, page)| !fetched.pages.contains_key(&(read.source_idx, *page)))
                 .collect();
-            if missing.is_empty() {
-                break (meta, window);
+            if !missing.is_empty() {
+                let results = self.fetch_all(missing, ctx).await;
+                self.absorb(fetched, results, &reads.iter().collect::<Vec<_>>()).await;
+                continue;
             }
-            let results = join_all(missing.iter().map(|(read, page)| self.fetch(read, *page, ctx))).await;
-            for ((read, page), result) in missing.iter().zip(results) {
-                match result {
-                    Ok((fetched, lookup)) => {
-                        upstream_calls += usize::from(lookup == Lookup::Fetched);
-                        pages.insert((read.source_idx, *page), fetched);
+            // A direct source promised its pages hold only matching users; one that does not
+            // (an upstream matching more loosely) is read in full and filtered instead.
+            let loose: Vec<usize> = reads
+                .iter()
+                .filter(|read| !read.full && !filters.is_empty() && !fetched.failures.contains_key(&read.source_idx))
+                .filter(|read| {
+                    fetched
+                        .pages
+                        .iter()
+                        .filter(|((source_idx, _), _)| *source_idx == read.source_idx)
+                        .any(|(_, page)| page.page.users.iter().any(|user| !filters.matches(user)))
+                })
+                .map(|read| read.source_idx)
+                .collect();
+            if !loose.is_empty() {
+                tracing::warn!(
+                    ?loose,
+                    "upstream matched more loosely than its pushed-down filter; reading in full"
+                );
+                for read in reads.iter_mut().filter(|read| loose.contains(&read.source_idx)) {
+                    read.full = true;
+                }
+                let now_full: Vec<&Read<'_>> = reads.iter().filter(|read| loose.contains(&read.source_idx)).collect();
+                self.read_rest(&now_full, fetched, ctx).await?;
+                for source_idx in loose {
+                    if !fetched.failures.contains_key(&source_idx) {
+                        materialized.insert(source_idx, fetched.materialize(source_idx, filters));
                     }
-                    Err(error) => {
-                        upstream_calls += 1;
-                        failures.entry(read.source_idx).or_insert(error);
+                }
+                continue;
+            }
+            // An upstream page shorter than its total promised (the data changed between
+            // fetches) yields fewer users rather than wrong ones.
+            let mut users = Vec::new();
+            for slice in &window {
+                match materialized.get(&slice.source_idx) {
+                    Some(matching) => users.extend_from_slice(&matching[slice.start as usize..slice.end as usize]),
+                    None => {
+                        let page_size = fetched.first(slice.source_idx).page.page_size;
+                        users.extend(
+                            concat_positions(std::slice::from_ref(slice), |_| page_size)
+                                .into_iter()
+                                .filter_map(|position| {
+                                    let page = fetched.pages.get(&(position.source_idx, position.upstream_page))?;
+                                    (position.idx < page.page.users.len()).then(|| UserRef {
+                                        page: page.clone(),
+                                        idx: position.idx,
+                                    })
+                                }),
+                        );
                     }
                 }
             }
-        };
+            return Ok((meta, users));
+        }
+    }
 
-        let reports: Vec<SourceReport> = plan
-            .steps
+    fn reports(&self, plan: &Plan, fetched: &Fetched, reads: &[Read<'_>], filters: &Filters) -> Vec<SourceReport> {
+        plan.steps
             .iter()
             .map(|step| SourceReport {
                 source_idx: step.source_idx,
                 status: match &step.action {
                     Action::Skip { reason } => SourceStatus::Skipped { reason: reason.clone() },
-                    Action::Call { .. } => match failures.get(&step.source_idx) {
+                    Action::Call(_) => match fetched.failures.get(&step.source_idx) {
                         Some(error) => SourceStatus::Failed(error.clone()),
-                        None => SourceStatus::Ok {
-                            total: pages[&(step.source_idx, 1)].page.total,
-                        },
+                        None => {
+                            let full = reads.iter().any(|read| read.source_idx == step.source_idx && read.full);
+                            let total = if full {
+                                fetched.materialize(step.source_idx, filters).len() as u64
+                            } else {
+                                fetched.first(step.source_idx).page.total
+                            };
+                            SourceStatus::Ok { total }
+                        }
                     },
                 },
             })
-            .collect();
-        if !reads.is_empty() && failures.len() == reads.len() {
-            return Err(AllFailed { reports });
-        }
-
-        // An upstream page shorter than its totals promised (the data changed between
-        // fetches) yields fewer users rather than wrong ones.
-        let users = concat_positions(&window, |source_idx| page_size(&pages, source_idx))
-            .into_iter()
-            .filter_map(|position| {
-                let page = pages.get(&(position.source_idx, position.upstream_page))?;
-                (position.idx < page.page.users.len()).then(|| UserRef {
-                    page: page.clone(),
-                    idx: position.idx,
-                })
-            })
-            .collect();
-        let mut inputs: Vec<((usize, u64), Arc<CachedPage>)> = pages.into_iter().collect();
-        inputs.sort_unstable_by_key(|(key, _)| *key);
-        Ok(ListResult {
-            meta,
-            users,
-            reports,
-            upstream_calls,
-            inputs: inputs.into_iter().map(|(_, page)| page).collect(),
-            any_failed: !failures.is_empty(),
-        })
+            .collect()
     }
 
     /// One user by source and upstream id (SPEC §5).
@@ -288,45 +520,34 @@ impl Executor {
             source_idx,
             pushed: &pushed,
             pushed_key: Arc::from(pushed.to_string()),
+            full: true,
         };
-        let (pages, upstream_calls) = self.read_all(&read, ctx).await?;
-        let user = pages.iter().find_map(|page| {
-            let idx = page
-                .page
-                .users
-                .iter()
-                .position(|user| user.provider_id == provider_id)?;
-            Some(UserRef {
-                page: page.clone(),
-                idx,
-            })
-        });
-        Ok(Found { user, upstream_calls })
-    }
-
-    /// Every page of one source's pushed-down query, all but the first fetched concurrently
-    /// (the per-source permit bounds how many are in flight).
-    async fn read_all(
-        &self,
-        read: &Read<'_>,
-        ctx: &CallContext<'_>,
-    ) -> Result<(Vec<Arc<CachedPage>>, usize), LookupError> {
-        let (first, lookup) = self.fetch(read, 1, ctx).await?;
-        let mut upstream_calls = usize::from(lookup == Lookup::Fetched);
-        let n_pages = first.page.total.div_ceil(u64::from(first.page.page_size.max(1))).max(1);
-        if n_pages > self.max_pages {
-            return Err(LookupError::TooManyPages {
-                needed: n_pages,
-                limit: self.max_pages,
+        let mut fetched = Fetched::default();
+        let first = self.fetch_all(vec![(&read, 1)], ctx).await;
+        self.absorb(&mut fetched, first, &[&read]).await;
+        if let Some(error) = fetched.failures.remove(&source_idx) {
+            return Err(error.into());
+        }
+        self.read_rest(&[&read], &mut fetched, ctx).await?;
+        if let Some(error) = fetched.failures.remove(&source_idx) {
+            return Err(error.into());
+        }
+        let user = (1..=fetched.n_pages(source_idx))
+            .filter_map(|page| fetched.pages.get(&(source_idx, page)))
+            .find_map(|page| {
+                let idx = page
+                    .page
+                    .users
+                    .iter()
+                    .position(|user| user.provider_id == provider_id)?;
+                Some(UserRef {
+                    page: page.clone(),
+                    idx,
+                })
             });
-        }
-        let rest = join_all((2..=n_pages).map(|page| self.fetch(read, page, ctx))).await;
-        let mut pages = vec![first];
-        for result in rest {
-            let (page, lookup) = result?;
-            upstream_calls += usize::from(lookup == Lookup::Fetched);
-            pages.push(page);
-        }
-        Ok((pages, upstream_calls))
+        Ok(Found {
+            user,
+            upstream_calls: fetched.upstream_calls,
+        })
     }
 }

@@ -27,6 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::CorsOrigins;
 use crate::execute::Executor;
+use crate::providers::PushdownOptions;
 use crate::query::parse::SourceRef;
 
 /// What every handler shares; cheap to clone.
@@ -41,6 +42,7 @@ pub struct Shared {
     pub source_refs: Vec<SourceRef>,
     /// Keys callers must present; empty means no caller auth.
     pub api_keys: Vec<SecretString>,
+    pub pushdown: PushdownOptions,
 }
 
 impl AppState {
@@ -126,8 +128,10 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|value| value.split_once(' '))
+        // The auth scheme is case-insensitive (RFC 9110 §11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
     let accepted = presented.is_some_and(|presented| {
         // Every key is compared, so timing does not reveal which one (if any) matched.
         state.api_keys.iter().fold(false, |found, key| {

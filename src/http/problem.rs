@@ -23,7 +23,7 @@ pub enum Error {
     MethodNotAllowed,
     /// 502, or 504 when every failure was a timeout: no selected source answered.
     UpstreamsFailed(Vec<SourceStatusJson>),
-    /// 502: answering would read more upstream pages than the configured ceiling.
+    /// 422: answering would read more upstream pages than the configured ceiling.
     TooManyPages(String),
 }
 
@@ -76,7 +76,7 @@ impl Error {
                     StatusCode::BAD_GATEWAY
                 }
             }
-            Error::TooManyPages(_) => StatusCode::BAD_GATEWAY,
+            Error::TooManyPages(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -135,7 +135,7 @@ impl Error {
             }
             Error::TooManyPages(detail) => (
                 "too-many-upstream-pages",
-                "Upstream read limit reached",
+                "Query reads too many upstream pages",
                 detail,
                 None,
                 None,

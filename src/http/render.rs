@@ -5,7 +5,7 @@
 //! cached upstream pages (compared by identity, so a refreshed page can never be
 //! answered with an old body).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -19,16 +19,19 @@ use crate::query::parse::ListQuery;
 
 /// A body ready to send, with what makes it valid.
 pub struct Rendered {
-    inputs: Vec<Arc<CachedPage>>,
+    /// The pages the body was built from. Weak: a memoized body must not keep evicted pages
+    /// alive outside the cache's byte budget; a `Weak` still pins the allocation, so a
+    /// pointer match can never be a new page at a reused address.
+    inputs: Vec<Weak<CachedPage>>,
     pub body: Bytes,
     pub etag: HeaderValue,
 }
 
 impl Rendered {
-    pub fn new(body: Vec<u8>, inputs: Vec<Arc<CachedPage>>) -> Rendered {
+    pub fn new(body: Vec<u8>, inputs: &[Arc<CachedPage>]) -> Rendered {
         let etag = HeaderValue::from_str(&etag_of(&body)).expect("an etag is a valid header value");
         Rendered {
-            inputs,
+            inputs: inputs.iter().map(Arc::downgrade).collect(),
             body: Bytes::from(body),
             etag,
         }
@@ -69,13 +72,13 @@ impl RenderCache {
                         .inputs
                         .iter()
                         .zip(&result.inputs)
-                        .all(|(a, b)| Arc::ptr_eq(a, b));
+                        .all(|(a, b)| std::ptr::eq(a.as_ptr(), Arc::as_ptr(b)));
                 if same_inputs {
                     return rendered;
                 }
             }
         }
-        let rendered = Arc::new(Rendered::new(render(), result.inputs.clone()));
+        let rendered = Arc::new(Rendered::new(render(), &result.inputs));
         if !result.any_failed {
             self.bodies.insert(query.clone(), rendered.clone()).await;
         }
@@ -116,7 +119,7 @@ pub fn json_response(request_headers: &HeaderMap, body: Bytes, etag: HeaderValue
 
 /// A one-off JSON body (not memoized) with its validator.
 pub fn json_once(request_headers: &HeaderMap, body: Vec<u8>, headers: HeaderMap) -> Response {
-    let rendered = Rendered::new(body, Vec::new());
+    let rendered = Rendered::new(body, &[]);
     json_response(request_headers, rendered.body, rendered.etag, headers)
 }
 

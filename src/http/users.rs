@@ -2,6 +2,7 @@
 //!
 //! Also the API's wire types: what callers read is defined here, once, with its schema.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
@@ -15,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::problem::{Error, Problem};
 use super::render::{json_once, json_response, PageLinks};
 use super::AppState;
-use crate::execute::{CallContext, LookupError, SourceReport, SourceStatus, UserRef};
+use crate::execute::{CallContext, ListError, LookupError, SourceReport, SourceStatus, TooManyPages, UserRef};
 use crate::model::User;
 use crate::providers::SourceErrorCode;
 use crate::query::parse;
@@ -41,27 +42,38 @@ pub struct UserJson<'a> {
     pub provider: ProviderJson,
     /// The user's id in its upstream.
     pub provider_id: &'a str,
+    #[schema(required = true)]
     pub email: Option<&'a str>,
     /// TapIntoSafety username (an e-mail or an SSO id); always null for Thought Industries.
+    #[schema(required = true)]
     pub username: Option<&'a str>,
+    #[schema(required = true)]
     pub first_name: Option<&'a str>,
+    #[schema(required = true)]
     pub last_name: Option<&'a str>,
     /// Never null: falls back through names, e-mail or username, then the upstream id.
     pub display_name: &'a str,
     /// The upstream role key (TI `roleKey`, TIS `role`).
+    #[schema(required = true)]
     pub role: Option<&'a str>,
     /// TapIntoSafety `organisationIdentifier`; always null for Thought Industries.
+    #[schema(required = true)]
     pub employee_id: Option<&'a str>,
+    #[schema(required = true)]
     pub active: Option<bool>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub created_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub updated_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub last_active_at: Option<OffsetDateTime>,
-    /// The upstream record as received; only with `include=raw`.
+    /// The upstream record as received, credential fields (`secretKey`, `password`, `token`…)
+    /// set to `"***"`; only with `include=raw`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object, required = false)]
     pub raw: Option<&'a RawValue>,
 }
 
@@ -138,7 +150,9 @@ pub struct Links<'a> {
     #[schema(example = "/users?page=2&per_page=25")]
     pub self_link: &'a str,
     pub first: &'a str,
+    #[schema(required = true)]
     pub prev: Option<&'a str>,
+    #[schema(required = true)]
     pub next: Option<&'a str>,
     pub last: &'a str,
 }
@@ -164,7 +178,7 @@ pub struct SourceStatusJson {
     pub provider: ProviderJson,
     pub status: SourceState,
     /// The source's matching users; null unless `ok`.
-    #[schema(example = 1250)]
+    #[schema(example = 1250, required = true)]
     pub total: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<SourceErrorJson>,
@@ -223,7 +237,17 @@ impl From<SourceErrorCode> for ErrorCodeJson {
 }
 
 impl AppState {
-    fn status_json(&self, report: &SourceReport) -> SourceStatusJson {
+    pub(super) fn too_many_pages(&self, error: &TooManyPages) -> Error {
+        Error::TooManyPages(format!(
+            "answering needs {} upstream pages of {}, more than the limit of {} (GATEWAY_MAX_UPSTREAM_PAGES); \
+             narrow the query with a filter that source applies itself (GET /users/plan shows which)",
+            error.needed,
+            self.executor.sources()[error.source_idx].name,
+            error.limit
+        ))
+    }
+
+    pub(super) fn status_json(&self, report: &SourceReport) -> SourceStatusJson {
         let client = &self.executor.sources()[report.source_idx];
         let (status, total, error, reason) = match &report.status {
             SourceStatus::Ok { total } => (SourceState::Ok, Some(*total), None, None),
@@ -265,6 +289,27 @@ pub struct ListParams {
     /// TI tenant) are accepted too; anything else is a 400.
     #[param(style = Form, explode = false, min_items = 1, inline, example = json!(["tapintosafety"]))]
     provider: Option<Vec<ProviderJson>>,
+    /// Case-insensitive exact match on the user's `role`.
+    #[param(min_length = 1, max_length = 256, pattern = r"\S", example = "admin")]
+    role: Option<String>,
+    /// Case-insensitive substring of `email` or `username`.
+    #[param(min_length = 1, max_length = 256, pattern = r"\S", example = "o'brien")]
+    email: Option<String>,
+    /// Case-insensitive substring of `employee_id` (TapIntoSafety only: Thought Industries
+    /// users have none, so TI is not called).
+    #[param(min_length = 1, max_length = 256, pattern = r"\S", example = "EMP-10")]
+    employee_id: Option<String>,
+    /// Exact match on `provider_id`, compared as UUIDs.
+    #[param(example = "0f8fad5b-d9cb-469f-a165-70867728950e")]
+    user_id: Option<uuid::Uuid>,
+    /// Comma-separated fields, `-` for descending: `email`, `first_name`, `last_name`,
+    /// `display_name`, `created_at`, `last_active_at`. Strings compare case-insensitively,
+    /// nulls come last in both directions, ties are broken by `id`.
+    #[param(
+        pattern = r"^-?(email|first_name|last_name|display_name|created_at|last_active_at)(,-?(email|first_name|last_name|display_name|created_at|last_active_at))*$",
+        example = "-created_at,email"
+    )]
+    sort: Option<String>,
     /// `raw` adds each user's upstream record, as received, under `raw`.
     #[param(inline)]
     include: Option<Include>,
@@ -328,9 +373,11 @@ fn cache_status(upstream_calls: usize) -> HeaderValue {
                 ("ETag" = String, description = "Strong validator of the body"),
                 ("Cache-Status" = String, description = "`users-gateway; hit` when no upstream call was needed, else `users-gateway; fwd=miss`"),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` tag matches"),
+        (status = 304, description = "Not modified: the `If-None-Match` tag matches",
+            headers(("ETag" = String, description = "The current validator"))),
         (status = 400, description = "Invalid parameters, each named", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong caller key (only when GATEWAY_API_KEYS is set)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Answering would read more upstream pages of one source than GATEWAY_MAX_UPSTREAM_PAGES", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "No selected source answered", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "Every selected source timed out", body = Problem, content_type = "application/problem+json"),
     ),
@@ -344,7 +391,7 @@ pub async fn list_users(
 ) -> Result<Response, Error> {
     let query =
         parse::list_query(raw_query.as_deref().unwrap_or(""), &state.source_refs).map_err(Error::InvalidParams)?;
-    let plan = plan::plan(&query);
+    let plan = plan::plan(&query, &state.source_refs, &state.pushdown);
     let ctx = CallContext {
         request_id: &request_id.0,
         refresh: wants_refresh(&headers),
@@ -353,7 +400,12 @@ pub async fn list_users(
         .executor
         .list(&query, &plan, &ctx)
         .await
-        .map_err(|failed| Error::UpstreamsFailed(failed.reports.iter().map(|r| state.status_json(r)).collect()))?;
+        .map_err(|error| match error {
+            ListError::AllFailed { reports } => {
+                Error::UpstreamsFailed(reports.iter().map(|r| state.status_json(r)).collect())
+            }
+            ListError::TooManyPages(too_many) => state.too_many_pages(&too_many),
+        })?;
 
     let links = PageLinks::new(&query, &result.meta);
     let rendered = state
@@ -412,10 +464,12 @@ pub async fn list_users(
                 ("ETag" = String, description = "Strong validator of the body"),
                 ("Cache-Status" = String, description = "`users-gateway; hit` or `users-gateway; fwd=miss`"),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` tag matches"),
+        (status = 304, description = "Not modified: the `If-None-Match` tag matches",
+            headers(("ETag" = String, description = "The current validator"))),
         (status = 400, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong caller key (only when GATEWAY_API_KEYS is set)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such source or user", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Finding the user would read more upstream pages than GATEWAY_MAX_UPSTREAM_PAGES", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The user's source did not answer", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The user's source timed out", body = Problem, content_type = "application/problem+json"),
     ),
@@ -425,9 +479,13 @@ pub async fn get_user(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     RawQuery(raw_query): RawQuery,
 ) -> Result<Response, Error> {
+    // An id that is not valid UTF-8 once decoded cannot name a user.
+    let Ok(Path(id)) = id else {
+        return Err(Error::NotFound("no user with that id".to_owned()));
+    };
     let include_raw = parse::user_query(raw_query.as_deref().unwrap_or("")).map_err(Error::InvalidParams)?;
     let no_such_user = || Error::NotFound("no user with that id".to_owned());
     let (source_name, provider_id) = id.split_once(':').ok_or_else(no_such_user)?;
@@ -452,7 +510,7 @@ pub async fn get_user(
                 source_idx,
                 status: SourceStatus::Failed(error),
             })]),
-            too_many @ LookupError::TooManyPages { .. } => Error::TooManyPages(too_many.to_string()),
+            LookupError::TooManyPages(too_many) => state.too_many_pages(&too_many),
         })?;
     let user: UserRef = found.user.ok_or_else(no_such_user)?;
     let mut response_headers = HeaderMap::new();

@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::model::{ProviderKind, SourceName, User};
+use crate::query::filter::{FilterName, Filters};
 
 /// Why one source could not answer (SPEC §3 error codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +89,34 @@ impl fmt::Display for PushedQuery {
     }
 }
 
+/// What a provider's API can do with a query's filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pushdown {
+    /// The upstream parameters to send.
+    pub pushed: PushedQuery,
+    /// Filters the upstream applies with the gateway's meaning (the gateway re-checks them).
+    pub pushed_filters: Vec<FilterName>,
+    /// Set when no user of this provider can match: the source is not called.
+    pub cannot_match: Option<String>,
+    /// What the gateway assumes about the upstream to push a filter down (shown in plans).
+    pub assumptions: Vec<String>,
+    /// Why a filter the provider supports was not pushed down (shown in plans).
+    pub notes: Vec<String>,
+}
+
+/// Operator switches that change pushdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushdownOptions {
+    /// `GATEWAY_TI_ROLE_PUSHDOWN`.
+    pub ti_role_pushdown: bool,
+}
+
+impl Default for PushdownOptions {
+    fn default() -> PushdownOptions {
+        PushdownOptions { ti_role_pushdown: true }
+    }
+}
+
 /// How a provider can find one user by id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdLookup {
@@ -126,6 +155,9 @@ pub trait Provider: Send + Sync + 'static {
     /// Parses a 2xx body of the list endpoint; `page` is the page that was asked for.
     fn parse_page(&self, source: &SourceName, page: u64, body: &[u8]) -> Result<UpstreamPage, SourceError>;
 
+    /// Splits a query's filters into what this provider's API applies and what it cannot.
+    fn push_down(&self, filters: &Filters, options: &PushdownOptions) -> Pushdown;
+
     /// How to find one user by its upstream id.
     fn lookup(&self, _provider_id: &str) -> IdLookup {
         IdLookup::Scan
@@ -153,7 +185,66 @@ pub(crate) fn parse_timestamp(text: Option<&str>) -> Option<time::OffsetDateTime
     let text = text?.trim();
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()
-        .map(|at| at.to_offset(time::UtcOffset::UTC))
+        .and_then(|at| at.checked_to_offset(time::UtcOffset::UTC))
+        // RFC 3339 output needs a four-digit year.
+        .filter(|at| (0..=9999).contains(&at.year()))
+}
+
+/// Upstream totals above this are not believed (they would only mean a broken upstream).
+pub const MAX_PLAUSIBLE_TOTAL: u64 = 1_000_000_000;
+
+/// Rejects a total no real tenant has, before it reaches paging arithmetic.
+pub(crate) fn plausible_total(total: u64) -> Result<u64, SourceError> {
+    if total > MAX_PLAUSIBLE_TOTAL {
+        Err(SourceError::bad_response(format!(
+            "upstream total {total} is not plausible"
+        )))
+    } else {
+        Ok(total)
+    }
+}
+
+/// Where serde failed, without its message: that may quote upstream values (PII).
+fn serde_position(error: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        error.classify(),
+        error.line(),
+        error.column()
+    )
+}
+
+/// Field names whose values are credentials, redacted from `raw` at any depth.
+/// TI documents `secretKey` inside a user's `client` and `adminClients`.
+const SECRET_FIELDS: [&str; 5] = ["secretkey", "secret", "password", "apikey", "token"];
+
+/// The record with credential-looking fields set to `"***"`: `include=raw` must not hand a
+/// tenant's secrets to callers. Records without such a field are kept byte for byte.
+pub(crate) fn redact_secrets(raw: Box<serde_json::value::RawValue>) -> Box<serde_json::value::RawValue> {
+    let text = raw.get().to_ascii_lowercase();
+    if !SECRET_FIELDS.iter().any(|field| text.contains(field)) {
+        return raw;
+    }
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map.iter_mut() {
+                    if SECRET_FIELDS.contains(&key.to_ascii_lowercase().as_str()) && !inner.is_null() {
+                        *inner = serde_json::Value::String("***".to_owned());
+                    } else {
+                        walk(inner);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
+        return raw;
+    };
+    walk(&mut value);
+    serde_json::value::to_raw_value(&value).unwrap_or(raw)
 }
 
 /// Deserializes one record, hiding serde's text (it may quote upstream values) from callers.
@@ -163,7 +254,8 @@ fn parse_record<T: serde::de::DeserializeOwned>(
     raw: &serde_json::value::RawValue,
 ) -> Result<T, SourceError> {
     serde_json::from_str(raw.get()).map_err(|error| {
-        tracing::warn!(%source, record_idx, %error, "upstream user record is not of the documented shape");
+        let position = serde_position(&error);
+        tracing::warn!(%source, record_idx, %position, "upstream user record is not of the documented shape");
         SourceError::bad_response(format!("user record {record_idx} is not of the documented shape"))
     })
 }
@@ -180,7 +272,7 @@ pub(crate) fn normalize_records<W: serde::de::DeserializeOwned>(
         .enumerate()
         .map(|(record_idx, raw)| {
             let wire: W = parse_record(source, record_idx, &raw)?;
-            Ok(normalize(source, wire, raw))
+            Ok(normalize(source, wire, redact_secrets(raw)))
         })
         .collect()
 }
@@ -191,7 +283,8 @@ pub(crate) fn parse_envelope<T: serde::de::DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, SourceError> {
     serde_json::from_slice(body).map_err(|error| {
-        tracing::warn!(%source, %error, "upstream body is not of the documented shape");
+        let position = serde_position(&error);
+        tracing::warn!(%source, %position, "upstream body is not of the documented shape");
         if error.is_syntax() || error.is_eof() {
             SourceError::bad_response("upstream body is not valid JSON")
         } else {

@@ -6,9 +6,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    normalize_records, parse_envelope, IdLookup, Provider, PushedQuery, SourceError, SourceErrorCode, UpstreamPage,
+    normalize_records, parse_envelope, plausible_total, IdLookup, Provider, Pushdown, PushdownOptions, PushedQuery,
+    SourceError, SourceErrorCode, UpstreamPage,
 };
 use crate::model::{join_names, non_empty, ProviderKind, SourceName, User};
+use crate::query::filter::{FilterName, Filters};
 
 /// "50 results are returned per page."
 pub const PAGE_SIZE: u32 = 50;
@@ -62,9 +64,28 @@ impl Provider for TapIntoSafety {
         let users = normalize_records(source, envelope.entities, normalize)?;
         Ok(UpstreamPage {
             users,
-            total: envelope.total_entities,
+            total: plausible_total(envelope.total_entities)?,
             page_size: PAGE_SIZE,
         })
+    }
+
+    /// TIS filters by `email` (partial, over username and email), `orgId` (partial employee
+    /// id) and `userId` (a full GUID): the gateway's `email`, `employee_id` and `user_id`.
+    fn push_down(&self, filters: &Filters, _options: &PushdownOptions) -> Pushdown {
+        let mut pushdown = Pushdown::default();
+        if let Some(email) = &filters.email {
+            pushdown.pushed.pairs.push(("email", email.original.clone()));
+            pushdown.pushed_filters.push(FilterName::Email);
+        }
+        if let Some(employee_id) = &filters.employee_id {
+            pushdown.pushed.pairs.push(("orgId", employee_id.original.clone()));
+            pushdown.pushed_filters.push(FilterName::EmployeeId);
+        }
+        if let Some(user_id) = filters.user_id {
+            pushdown.pushed.pairs.push(("userId", user_id.hyphenated().to_string()));
+            pushdown.pushed_filters.push(FilterName::UserId);
+        }
+        pushdown
     }
 
     /// `userId` selects one user but must be "a full and valid GUID"; anything else

@@ -5,8 +5,12 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{normalize_records, parse_envelope, parse_timestamp, Provider, SourceError, UpstreamPage};
+use super::{
+    normalize_records, parse_envelope, parse_timestamp, plausible_total, Provider, Pushdown, PushdownOptions,
+    PushedQuery, SourceError, UpstreamPage,
+};
 use crate::model::{join_names, non_empty, ProviderKind, SourceName, User};
+use crate::query::filter::{FilterName, Filters};
 
 pub struct ThoughtIndustries;
 
@@ -69,6 +73,32 @@ impl Provider for ThoughtIndustries {
         "/incoming/v2/users"
     }
 
+    /// TI filters by `role` only; its users have no employee id.
+    fn push_down(&self, filters: &Filters, options: &PushdownOptions) -> Pushdown {
+        let mut pushdown = Pushdown::default();
+        if filters.employee_id.is_some() {
+            pushdown.cannot_match = Some("Thought Industries users have no employee_id".to_owned());
+        }
+        if let Some(role) = &filters.role {
+            if options.ti_role_pushdown {
+                pushdown.pushed = PushedQuery {
+                    pairs: vec![("role", role.folded.clone())],
+                };
+                pushdown.pushed_filters.push(FilterName::Role);
+                pushdown.assumptions.push(
+                    "role is sent lowercased: TI's docs do not say whether its role filter ignores case, and its \
+                     role keys are lowercase identifiers (GATEWAY_TI_ROLE_PUSHDOWN=false turns this off)"
+                        .to_owned(),
+                );
+            } else {
+                pushdown
+                    .notes
+                    .push("role is not sent to TI: GATEWAY_TI_ROLE_PUSHDOWN=false".to_owned());
+            }
+        }
+        pushdown
+    }
+
     fn parse_page(&self, source: &SourceName, page: u64, body: &[u8]) -> Result<UpstreamPage, SourceError> {
         let envelope: Envelope = parse_envelope(source, body)?;
         let ApiUsers { page_info, users } = envelope.data.api_users;
@@ -88,7 +118,7 @@ impl Provider for ThoughtIndustries {
         let users = normalize_records(source, users, normalize)?;
         Ok(UpstreamPage {
             users,
-            total: page_info.total,
+            total: plausible_total(page_info.total)?,
             page_size,
         })
     }
@@ -166,10 +196,32 @@ mod tests {
             r#"{"data":{"APIUsers":{"pageInfo":{"perPage":2,"total":1},"users":[{"email":"no id"}]}}}"#,
             r#"{"data":{"APIUsers":{"pageInfo":{"perPage":1,"total":2},"users":[{"id":"a"},{"id":"b"}]}}}"#,
             r#"{"data":{"APIUsers":{"pageInfo":{"perPage":2,"total":"many"},"users":[]}}}"#,
+            r#"{"data":{"APIUsers":{"pageInfo":{"perPage":2,"total":18446744073709551615},"users":[]}}}"#,
         ] {
             let error = parse(body).unwrap_err();
             assert_eq!(error.code, SourceErrorCode::BadResponse, "{body}");
         }
+    }
+
+    #[test]
+    fn extreme_timestamps_become_null_and_secrets_are_redacted() {
+        let page = parse(
+            r#"{"data":{"APIUsers":{"pageInfo":{"perPage":2,"total":2},"users":[
+              {"id":"a","updatedAt":"9999-12-31T23:59:59-01:00","createdAt":"0000-01-01T00:00:00+01:00",
+               "client":{"name":"Acme","secretKey":"tenant-secret"},"adminClients":[{"secretKey":"s2"}]},
+              {"id":"b","createdAt":"2024-01-01T10:00:00+10:00"}]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(page.users[0].updated_at, None);
+        assert_eq!(page.users[0].created_at, None);
+        let raw = page.users[0].raw.get();
+        assert!(!raw.contains("tenant-secret") && !raw.contains("s2"), "{raw}");
+        assert!(raw.contains(r#""secretKey":"***""#) && raw.contains("Acme"), "{raw}");
+        assert_eq!(
+            page.users[1].created_at.unwrap().unix_timestamp(),
+            1_704_067_200,
+            "normalized to UTC"
+        );
     }
 
     #[test]

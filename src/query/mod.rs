@@ -3,5 +3,6 @@
 //! [`parse`] turns a raw query string into a typed [`parse::ListQuery`] or a list of
 //! named [`parse::ParamError`]s; [`plan`] decides, per source, what to call.
 
+pub mod filter;
 pub mod parse;
 pub mod plan;

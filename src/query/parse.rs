@@ -3,6 +3,7 @@
 //! Every problem is collected and named, so one 400 tells the caller everything that is
 //! wrong. Nothing here allocates more than the input's size.
 
+use super::filter::{FilterText, Filters, SortField, SortKey};
 use crate::model::{ProviderKind, SourceName};
 
 pub const DEFAULT_PER_PAGE: u64 = 25;
@@ -11,6 +12,8 @@ pub const MAX_PER_PAGE: u64 = 100;
 pub const MAX_PAGE: u64 = 1_000_000_000;
 /// At most this many problems are reported; the rest add nothing a caller can act on.
 const MAX_ERRORS: usize = 20;
+/// Longest text filter, in characters: longer ones cannot be a role, e-mail or id.
+pub const MAX_FILTER_CHARS: usize = 256;
 
 /// A bad parameter and why, as shown in a 400 problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +46,14 @@ pub struct ListQuery {
     /// Indices into the configured sources, in configured order.
     pub sources: Vec<usize>,
     pub include_raw: bool,
+    pub filters: Filters,
+    /// Empty: the documented default order (sources in order, each in upstream order).
+    pub sort: Vec<SortKey>,
     /// The caller's own parameters except `page`, to build paging links that keep them.
     pub link_params: Vec<(String, String)>,
 }
 
-/// Parameters SPEC §3 names that this version does not serve yet.
-const NOT_YET: [&str; 5] = ["role", "email", "employee_id", "user_id", "sort"];
+const KNOWN: &str = "page, per_page, provider, role, email, employee_id, user_id, sort, include";
 
 pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, Vec<ParamError>> {
     let mut errors = Vec::new();
@@ -57,6 +62,8 @@ pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, V
     let mut per_page = DEFAULT_PER_PAGE;
     let mut selected: Option<Vec<usize>> = None;
     let mut include_raw = false;
+    let mut filters = Filters::default();
+    let mut sort = Vec::new();
     let mut link_params = Vec::new();
 
     for (name, value) in form_urlencoded::parse(raw_query.as_bytes()) {
@@ -91,13 +98,35 @@ pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, V
                 Ok(()) => include_raw = true,
                 Err(reason) => errors.push(ParamError::new("include", reason)),
             },
-            known if NOT_YET.contains(&known) => errors.push(ParamError::new(
-                known,
-                "filters and sort are not supported by this version of the gateway yet",
-            )),
+            "role" => match parse_text(&value) {
+                Ok(text) => filters.role = Some(text),
+                Err(reason) => errors.push(ParamError::new("role", reason)),
+            },
+            "email" => match parse_text(&value) {
+                Ok(text) => filters.email = Some(text),
+                Err(reason) => errors.push(ParamError::new("email", reason)),
+            },
+            "employee_id" => match parse_text(&value) {
+                Ok(text) => filters.employee_id = Some(text),
+                Err(reason) => errors.push(ParamError::new("employee_id", reason)),
+            },
+            "user_id" => match uuid::Uuid::try_parse(value.trim()) {
+                Ok(id) => filters.user_id = Some(id),
+                Err(_) => errors.push(ParamError::new(
+                    "user_id",
+                    format!(
+                        "must be a UUID such as 0f8fad5b-d9cb-469f-a165-70867728950e, got {}",
+                        quote(&value)
+                    ),
+                )),
+            },
+            "sort" => match parse_sort(&value) {
+                Ok(keys) => sort = keys,
+                Err(reason) => errors.push(ParamError::new("sort", reason)),
+            },
             other => errors.push(ParamError::new(
                 clip(other),
-                "unknown parameter; known: page, per_page, provider, include",
+                format!("unknown parameter; known: {KNOWN}"),
             )),
         }
         if name != "page" {
@@ -113,8 +142,39 @@ pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, V
         per_page,
         sources: selected.unwrap_or_else(|| (0..sources.len()).collect()),
         include_raw,
+        filters,
+        sort,
         link_params,
     })
+}
+
+fn parse_text(value: &str) -> Result<FilterText, String> {
+    if value.trim().is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if value.chars().count() > MAX_FILTER_CHARS {
+        return Err(format!("must be at most {MAX_FILTER_CHARS} characters"));
+    }
+    Ok(FilterText::new(value))
+}
+
+/// `field` or `-field`, comma-separated. A field given again adds nothing (ties on it are
+/// already ties), so later repeats are ignored rather than rejected.
+fn parse_sort(value: &str) -> Result<Vec<SortKey>, String> {
+    let known = || SortField::ALL.map(SortField::as_str).join(", ");
+    let mut keys: Vec<SortKey> = Vec::new();
+    for item in value.split(',').map(str::trim) {
+        let (descending, name) = match item.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, item),
+        };
+        let field = SortField::parse(name)
+            .ok_or_else(|| format!("{} is not a sort field; sortable: {}", quote(item), known()))?;
+        if !keys.iter().any(|key| key.field == field) {
+            keys.push(SortKey { field, descending });
+        }
+    }
+    Ok(keys)
 }
 
 /// `GET /users/{id}` takes `include` alone; returns whether `raw` was asked for.
@@ -255,7 +315,29 @@ mod tests {
         check("provider=", Err(vec!["provider"]));
         check("include=everything", Err(vec!["include"]));
         check("perpage=10", Err(vec!["perpage"]));
-        check("role=admin&sort=email", Err(vec!["role", "sort"]));
+        check("role=&sort=password", Err(vec!["role", "sort"]));
+        check("user_id=42&email=%20", Err(vec!["user_id", "email"]));
+        check("sort=email,-email", Ok((1, 25, vec![0, 1, 2], false)));
+        check("sort=email,", Err(vec!["sort"]));
+        check(&format!("employee_id={}", "x".repeat(257)), Err(vec!["employee_id"]));
+    }
+
+    #[test]
+    fn filters_and_sort() {
+        let query = list_query(
+            "role=Admin&email=Zo%C3%AB&employee_id=emp-1&user_id=0F8FAD5B-D9CB-469F-A165-70867728950E&sort=-created_at,email",
+            &sources(),
+        )
+        .unwrap();
+        assert_eq!(query.filters.role.as_ref().unwrap().folded, "admin");
+        assert_eq!(query.filters.role.as_ref().unwrap().original, "Admin");
+        assert_eq!(query.filters.email.as_ref().unwrap().folded, "zoë");
+        assert_eq!(
+            query.filters.user_id.unwrap().to_string(),
+            "0f8fad5b-d9cb-469f-a165-70867728950e"
+        );
+        let sort: Vec<String> = query.sort.iter().map(ToString::to_string).collect();
+        assert_eq!(sort, ["-created_at", "email"]);
     }
 
     #[test]

@@ -1,18 +1,41 @@
-//! The plan: per selected source, call it (with which pushed-down query) or skip it.
+//! The plan: per selected source, call it (with what pushed down, read how) or skip it.
 //!
-//! A plan is a value (STYLE rule 8): built here, interpreted by `execute`, shown in logs.
-//! Filters are not served yet, so every selected source is called with an empty
-//! pushed-down query; the shape is the one filters will extend.
+//! A plan is a value (STYLE rule 8): built here from the query and the adapters' pushdown
+//! rules, interpreted by `execute`, shown by `GET /users/plan`. Pure: no I/O.
 
-use super::parse::ListQuery;
-use crate::providers::PushedQuery;
+use super::filter::FilterName;
+use super::parse::{ListQuery, SourceRef};
+use crate::providers::{adapter, Pushdown, PushdownOptions, PushedQuery};
+
+/// How a called source's users are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Only the upstream pages under the caller's window, using the upstream's total:
+    /// every filter is pushed down and no sort is asked.
+    Direct,
+    /// Every page of the pushed-down query, then filtered (and sorted) by the gateway.
+    Full { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub pushed: PushedQuery,
+    /// Filters the upstream applies; the gateway re-checks them.
+    pub pushed_filters: Vec<FilterName>,
+    /// Filters only the gateway applies for this source.
+    pub gateway_only: Vec<FilterName>,
+    pub read: ReadMode,
+    pub assumptions: Vec<String>,
+    pub notes: Vec<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Read this source's pages for the pushed-down query.
-    Call { pushed: PushedQuery },
+    Call(Call),
     /// No call: the source's users cannot match.
-    Skip { reason: String },
+    Skip {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,19 +48,132 @@ pub struct Step {
 pub struct Plan {
     /// One step per selected source, in configured order.
     pub steps: Vec<Step>,
+    /// The merged list is sorted by the gateway (the caller asked for `sort`).
+    pub sorted: bool,
 }
 
-pub fn plan(query: &ListQuery) -> Plan {
-    Plan {
-        steps: query
-            .sources
-            .iter()
-            .map(|&source_idx| Step {
-                source_idx,
-                action: Action::Call {
-                    pushed: PushedQuery::default(),
-                },
+impl Plan {
+    pub fn calls(&self) -> impl Iterator<Item = (usize, &Call)> {
+        self.steps.iter().filter_map(|step| match &step.action {
+            Action::Call(call) => Some((step.source_idx, call)),
+            Action::Skip { .. } => None,
+        })
+    }
+}
+
+pub fn plan(query: &ListQuery, sources: &[SourceRef], options: &PushdownOptions) -> Plan {
+    let given = query.filters.given();
+    let sorted = !query.sort.is_empty();
+    let steps = query
+        .sources
+        .iter()
+        .map(|&source_idx| {
+            let provider = sources[source_idx].provider;
+            let Pushdown {
+                pushed,
+                pushed_filters,
+                cannot_match,
+                assumptions,
+                notes,
+            } = adapter(provider).push_down(&query.filters, options);
+            let action = match cannot_match {
+                Some(reason) => Action::Skip { reason },
+                None => {
+                    let gateway_only: Vec<FilterName> = given
+                        .iter()
+                        .copied()
+                        .filter(|name| !pushed_filters.contains(name))
+                        .collect();
+                    let read = if sorted {
+                        ReadMode::Full {
+                            reason: "sort: no provider can sort, so the gateway reads every matching user and sorts"
+                                .to_owned(),
+                        }
+                    } else if !gateway_only.is_empty() {
+                        let names: Vec<&str> = gateway_only.iter().map(|name| name.as_str()).collect();
+                        ReadMode::Full {
+                            reason: format!(
+                                "{} cannot be pushed down to {provider}, so the gateway reads every page and filters",
+                                names.join(", ")
+                            ),
+                        }
+                    } else {
+                        ReadMode::Direct
+                    };
+                    Action::Call(Call {
+                        pushed,
+                        pushed_filters,
+                        gateway_only,
+                        read,
+                        assumptions,
+                        notes,
+                    })
+                }
+            };
+            Step { source_idx, action }
+        })
+        .collect();
+    Plan { steps, sorted }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ProviderKind, SourceName};
+    use crate::query::parse::list_query;
+
+    fn sources() -> Vec<SourceRef> {
+        [ProviderKind::ThoughtIndustries, ProviderKind::TapIntoSafety]
+            .into_iter()
+            .map(|provider| SourceRef {
+                name: SourceName::parse(provider.as_str()).unwrap(),
+                provider,
             })
-            .collect(),
+            .collect()
+    }
+
+    /// (pushed query text, read mode is direct) per source, or the skip marker.
+    fn check(raw: &str, options: PushdownOptions, expected: &[&str]) {
+        let query = list_query(raw, &sources()).unwrap();
+        let plan = plan(&query, &sources(), &options);
+        let got: Vec<String> = plan
+            .steps
+            .iter()
+            .map(|step| match &step.action {
+                Action::Skip { .. } => "skip".to_owned(),
+                Action::Call(call) => format!(
+                    "{} {}",
+                    if call.read == ReadMode::Direct {
+                        "direct"
+                    } else {
+                        "full"
+                    },
+                    call.pushed
+                )
+                .trim()
+                .to_owned(),
+            })
+            .collect();
+        assert_eq!(got, expected, "{raw}");
+    }
+
+    #[test]
+    fn decisions() {
+        let on = PushdownOptions::default();
+        let off = PushdownOptions {
+            ti_role_pushdown: false,
+        };
+        check("", on, &["direct", "direct"]);
+        check("role=Admin", on, &["direct role=admin", "full"]);
+        check("role=Admin", off, &["full", "full"]);
+        check("email=Zo%C3%AB", on, &["full", "direct email=Zo%C3%AB"]);
+        check("employee_id=EMP-1", on, &["skip", "direct orgId=EMP-1"]);
+        check(
+            "user_id=0F8FAD5B-D9CB-469F-A165-70867728950E",
+            on,
+            &["full", "direct userId=0f8fad5b-d9cb-469f-a165-70867728950e"],
+        );
+        check("sort=email", on, &["full", "full"]);
+        check("role=admin&email=x&provider=tapintosafety", on, &["full email=x"]);
     }
 }

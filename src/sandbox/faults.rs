@@ -62,6 +62,8 @@ pub struct Received {
     pub request_id: Option<String>,
     pub user_agent: Option<String>,
     pub accept: Option<String>,
+    /// Whether it carried `Authorization: Bearer <this provider's key>`.
+    pub authorized: bool,
 }
 
 /// Run-time switches and the request log of one simulated provider.
@@ -114,7 +116,7 @@ pub fn wrap(router: Router, control: Arc<Control>) -> Router {
     router.layer(axum::middleware::from_fn_with_state(control, inject))
 }
 
-fn received_of(request: &Request) -> Received {
+fn received_of(request: &Request, control: &Control) -> Received {
     let header = |name: &str| {
         request
             .headers()
@@ -131,11 +133,16 @@ fn received_of(request: &Request) -> Received {
         request_id: header("x-request-id"),
         user_agent: header("user-agent"),
         accept: header("accept"),
+        authorized: super::authorized(request.headers(), control),
     }
 }
 
 async fn inject(State(control): State<Arc<Control>>, request: Request, next: Next) -> Response {
-    control.log.lock().expect("log lock").push(received_of(&request));
+    control
+        .log
+        .lock()
+        .expect("log lock")
+        .push(received_of(&request, &control));
 
     let latency = *control.latency.lock().expect("latency lock");
     if !latency.is_zero() {

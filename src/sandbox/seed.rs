@@ -224,7 +224,16 @@ pub fn ti_users(seed: u64, count: usize) -> Vec<Value> {
             user.insert("lang".into(), json!(rng.pick(&["en", "fr", "de", "en-AU"])));
             user.insert("customFields".into(), json!({}));
             user.insert("purchasedCourses".into(), json!([]));
-            user.insert("clientId".into(), json!(rng.uuid()));
+            let client_id = rng.uuid();
+            user.insert("clientId".into(), json!(client_id));
+            if rng.percent(30) {
+                // TI embeds the user's client, secretKey included: the gateway must redact it.
+                let secret = format!("sk_{:016x}", rng.next());
+                user.insert(
+                    "client".into(),
+                    json!({ "id": client_id, "name": "Acme Mining", "slug": "acme-mining", "secretKey": secret }),
+                );
+            }
             Value::Object(user)
         })
         .collect()
