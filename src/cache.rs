@@ -97,6 +97,11 @@ impl PageCache {
         Ok((entry.into_value(), lookup))
     }
 
+    /// The cached page, if any, without fetching (for plans).
+    pub async fn peek(&self, key: &PageKey) -> Option<Arc<CachedPage>> {
+        self.pages.get(key).await
+    }
+
     pub async fn invalidate(&self, key: &PageKey) {
         self.pages.invalidate(key).await;
     }

@@ -101,6 +101,21 @@ impl From<TooManyPages> for ListError {
     }
 }
 
+/// What a plan would read from one source, as far as the cache can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePages {
+    pub source_idx: usize,
+    /// Pages of the pushed-down query; known once its page 1 is cached.
+    pub upstream_pages: Option<u64>,
+    /// The pages the request would read; unknown until the totals it depends on are cached.
+    pub to_read: Option<Vec<u64>>,
+    pub to_read_count: Option<u64>,
+    /// How many of those (or of page 1, when they are unknown) are cached now.
+    pub cached: u64,
+    /// A full read of more pages than `GATEWAY_MAX_UPSTREAM_PAGES`: the query would be refused.
+    pub over_limit: bool,
+}
+
 #[derive(Debug)]
 pub struct Found {
     pub user: Option<UserRef>,
@@ -494,6 +509,112 @@ impl Executor {
                         }
                     },
                 },
+            })
+            .collect()
+    }
+
+    /// What answering a query would read, told from the cache alone: no upstream call.
+    pub async fn explain(&self, query: &ListQuery, plan: &Plan) -> Vec<SourcePages> {
+        let reads: Vec<Read<'_>> = plan
+            .calls()
+            .map(|(source_idx, call)| Read {
+                source_idx,
+                pushed: &call.pushed,
+                pushed_key: Arc::from(call.pushed.to_string()),
+                full: matches!(call.read, ReadMode::Full { .. }),
+            })
+            .collect();
+        let mut fetched = Fetched::default();
+        for read in &reads {
+            if let Some(first) = self
+                .cache
+                .peek(&self.page_key(read.source_idx, &read.pushed_key, 1))
+                .await
+            {
+                fetched.pages.insert((read.source_idx, 1), first);
+            }
+        }
+        for read in reads.iter().filter(|read| read.full) {
+            if !fetched.pages.contains_key(&(read.source_idx, 1)) {
+                continue;
+            }
+            for page in 2..=fetched.n_pages(read.source_idx).min(self.max_pages) {
+                if let Some(cached) = self
+                    .cache
+                    .peek(&self.page_key(read.source_idx, &read.pushed_key, page))
+                    .await
+                {
+                    fetched.pages.insert((read.source_idx, page), cached);
+                }
+            }
+        }
+        let known = |read: &Read<'_>| {
+            fetched.pages.contains_key(&(read.source_idx, 1))
+                && (!read.full
+                    || (1..=fetched.n_pages(read.source_idx))
+                        .all(|page| fetched.pages.contains_key(&(read.source_idx, page))))
+        };
+        // The window of a direct read depends on every source's total.
+        let mut window_pages: HashMap<usize, Vec<u64>> = HashMap::new();
+        if !plan.sorted && reads.iter().all(known) {
+            let mut totals = vec![None; self.sources.len()];
+            for read in &reads {
+                totals[read.source_idx] = Some(if read.full {
+                    fetched.materialize(read.source_idx, &query.filters).len() as u64
+                } else {
+                    fetched.first(read.source_idx).page.total
+                });
+            }
+            let meta = PageMeta::new(
+                query.page,
+                query.per_page,
+                totals.iter().flatten().fold(0, |a: u64, b| a.saturating_add(*b)),
+            );
+            for read in reads.iter().filter(|read| !read.full) {
+                let mut pages = vec![1];
+                for slice in slices(&totals, meta.offset(), query.per_page)
+                    .iter()
+                    .filter(|slice| slice.source_idx == read.source_idx)
+                {
+                    pages.extend(slice.pages(fetched.first(read.source_idx).page.page_size));
+                }
+                pages.sort_unstable();
+                pages.dedup();
+                window_pages.insert(read.source_idx, pages);
+            }
+        }
+        reads
+            .iter()
+            .map(|read| {
+                let upstream_pages = fetched
+                    .pages
+                    .contains_key(&(read.source_idx, 1))
+                    .then(|| fetched.n_pages(read.source_idx));
+                let to_read: Option<Vec<u64>> = if read.full {
+                    upstream_pages.map(|n| (1..=n.min(self.max_pages)).collect())
+                } else {
+                    window_pages.remove(&read.source_idx)
+                };
+                let is_cached = |page: u64| {
+                    self.cache
+                        .contains(&self.page_key(read.source_idx, &read.pushed_key, page))
+                };
+                let cached = match &to_read {
+                    Some(pages) => pages.iter().filter(|page| is_cached(**page)).count() as u64,
+                    None => u64::from(is_cached(1)),
+                };
+                SourcePages {
+                    source_idx: read.source_idx,
+                    upstream_pages,
+                    to_read_count: if read.full {
+                        upstream_pages
+                    } else {
+                        to_read.as_ref().map(|pages| pages.len() as u64)
+                    },
+                    to_read,
+                    cached,
+                    over_limit: read.full && upstream_pages.is_some_and(|n| n > self.max_pages),
+                }
             })
             .collect()
     }

@@ -8,6 +8,7 @@
 
 pub mod openapi;
 pub mod ops;
+pub mod plan;
 pub mod problem;
 pub mod render;
 pub mod users;
@@ -60,7 +61,9 @@ impl Deref for AppState {
 }
 
 pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
-    let api = users::router().route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    let api = users::router()
+        .merge(plan::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .merge(api)
         .merge(ops::router())

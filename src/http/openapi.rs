@@ -6,7 +6,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{ops, users};
+use super::{ops, plan, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,7 +16,7 @@ use super::{ops, users};
             Errors are RFC 9457 `application/problem+json`. When `GATEWAY_API_KEYS` is set, `/users*` need \
             `Authorization: Bearer <key>`; the operational endpoints and `/docs` never do."
     ),
-    paths(users::list_users, users::get_user, ops::healthz, ops::readyz, ops::metrics),
+    paths(users::list_users, plan::explain_plan, users::get_user, ops::healthz, ops::readyz, ops::metrics),
     modifiers(&BearerAuth),
     tags(
         (name = "users", description = "The merged user list"),

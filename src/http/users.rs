@@ -277,7 +277,7 @@ impl AppState {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)] // documents the query; parsing is `query::parse`, which names every bad parameter
-pub struct ListParams {
+pub(super) struct ListParams {
     /// Page number, from 1. A page past the end is empty, with `has_more: false`.
     #[param(minimum = 1, maximum = 1000000000, default = 1)]
     page: Option<u64>,

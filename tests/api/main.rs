@@ -8,4 +8,6 @@ mod faults;
 mod helpers;
 mod openapi;
 mod paging;
+mod plan;
+mod query;
 mod users;

@@ -4,7 +4,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::helpers::{ids, spawn_app};
+use crate::helpers::{expected_user, ids, spawn_app};
 
 #[tokio::test]
 async fn walking_every_page_returns_each_user_once_in_documented_order() {
@@ -32,72 +32,6 @@ async fn walking_every_page_returns_each_user_once_in_documented_order() {
             walked.extend(on_page);
         }
         assert_eq!(walked, expected, "per_page={per_page}");
-    }
-}
-
-/// A naive reading of SPEC §4, written from the upstream record alone.
-fn expected_user(source: &str, record: &Value) -> Value {
-    let text = |key: &str| {
-        record
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let join = |first: Option<String>, last: Option<String>| match (first, last) {
-        (Some(f), Some(l)) => Some(format!("{f} {l}")),
-        (f, l) => f.or(l),
-    };
-    let id = text("id").unwrap();
-    let (first, last) = (text("firstName"), text("lastName"));
-    let ti = source == "thoughtindustries";
-    let display = if ti {
-        text("name")
-            .or(join(first.clone(), last.clone()))
-            .or(text("email"))
-            .unwrap_or(id.clone())
-    } else {
-        join(first.clone(), last.clone())
-            .or(text("username"))
-            .unwrap_or(id.clone())
-    };
-    serde_json::json!({
-        "id": format!("{source}:{id}"),
-        "source": source,
-        "provider": source,
-        "provider_id": id,
-        "email": text("email"),
-        "username": if ti { None } else { text("username") },
-        "first_name": first,
-        "last_name": last,
-        "display_name": display,
-        "role": if ti { text("roleKey") } else { text("role") },
-        "employee_id": if ti { None } else { text("organisationIdentifier") },
-        "active": if ti { record.get("disabled").and_then(Value::as_bool).map(|d| !d) } else { record.get("hasAccess").and_then(Value::as_bool) },
-        "created_at": if ti { text("createdAt") } else { None },
-        "updated_at": if ti { text("updatedAt") } else { None },
-        "last_active_at": if ti { text("lastActiveAt") } else { None },
-        "raw": redacted(record),
-    })
-}
-
-/// The record with every `secretKey` value replaced by `***`, as the gateway promises.
-fn redacted(record: &Value) -> Value {
-    match record {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(key, value)| {
-                    let value = if key == "secretKey" {
-                        Value::from("***")
-                    } else {
-                        redacted(value)
-                    };
-                    (key.clone(), value)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
-        other => other.clone(),
     }
 }
 

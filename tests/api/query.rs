@@ -1,0 +1,370 @@
+//! Filters and sort against a naive reference: fetch everything, filter, sort, slice.
+//! Plus what upstreams are asked for: pushed-down filters and nothing else.
+
+use std::cmp::Ordering;
+
+use proptest::prelude::*;
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use users_gateway::sandbox::SandboxOptions;
+
+use crate::helpers::{expected_users, ids, spawn_app, spawn_with, TestApp};
+
+/// One generated query: raw text for the gateway and what the reference needs.
+#[derive(Debug, Clone)]
+struct Query {
+    provider: Option<&'static str>,
+    role: Option<String>,
+    email: Option<String>,
+    employee_id: Option<String>,
+    user_id: Option<String>,
+    sort: Vec<(&'static str, bool)>,
+    page: u64,
+    per_page: u64,
+}
+
+impl Query {
+    fn to_url(&self) -> String {
+        let mut url = form_urlencoded::Serializer::new(String::new());
+        url.append_pair("page", &self.page.to_string());
+        url.append_pair("per_page", &self.per_page.to_string());
+        for (name, value) in [
+            ("provider", self.provider.map(str::to_owned)),
+            ("role", self.role.clone()),
+            ("email", self.email.clone()),
+            ("employee_id", self.employee_id.clone()),
+            ("user_id", self.user_id.clone()),
+        ] {
+            if let Some(value) = value {
+                url.append_pair(name, &value);
+            }
+        }
+        if !self.sort.is_empty() {
+            let keys: Vec<String> = self
+                .sort
+                .iter()
+                .map(|(field, desc)| format!("{}{field}", if *desc { "-" } else { "" }))
+                .collect();
+            url.append_pair("sort", &keys.join(","));
+        }
+        format!("/users?{}", url.finish())
+    }
+}
+
+fn folded(value: &Value) -> Option<String> {
+    value.as_str().map(str::to_lowercase)
+}
+
+/// SPEC §3 read naively, over SPEC §4 users.
+fn reference(users: &[Value], query: &Query) -> Vec<String> {
+    let mut matching: Vec<&Value> = users
+        .iter()
+        .filter(|u| query.provider.is_none_or(|p| u["provider"] == p))
+        .filter(|u| {
+            query
+                .role
+                .as_ref()
+                .is_none_or(|r| folded(&u["role"]) == Some(r.to_lowercase()))
+        })
+        .filter(|u| {
+            query.email.as_ref().is_none_or(|e| {
+                let needle = e.to_lowercase();
+                folded(&u["email"]).is_some_and(|v| v.contains(&needle))
+                    || folded(&u["username"]).is_some_and(|v| v.contains(&needle))
+            })
+        })
+        .filter(|u| {
+            query
+                .employee_id
+                .as_ref()
+                .is_none_or(|e| folded(&u["employee_id"]).is_some_and(|v| v.contains(&e.to_lowercase())))
+        })
+        .filter(|u| {
+            query
+                .user_id
+                .as_ref()
+                .is_none_or(|id| folded(&u["provider_id"]) == Some(id.to_lowercase()))
+        })
+        .collect();
+    if !query.sort.is_empty() {
+        matching.sort_by(|a, b| {
+            for (field, desc) in &query.sort {
+                let order = if field.ends_with("_at") {
+                    let time = |u: &Value| u[*field].as_str().map(|t| OffsetDateTime::parse(t, &Rfc3339).unwrap());
+                    compare_nulls_last(time(a), time(b), *desc)
+                } else {
+                    compare_nulls_last(folded(&a[*field]), folded(&b[*field]), *desc)
+                };
+                if order != Ordering::Equal {
+                    return order;
+                }
+            }
+            a["id"].as_str().cmp(&b["id"].as_str())
+        });
+    }
+    matching.iter().map(|u| u["id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn compare_nulls_last<T: Ord>(a: Option<T>, b: Option<T>, descending: bool) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(a), Some(b)) if descending => b.cmp(&a),
+        (Some(a), Some(b)) => a.cmp(&b),
+    }
+}
+
+const SORT_FIELDS: [&str; 6] = [
+    "email",
+    "first_name",
+    "last_name",
+    "display_name",
+    "created_at",
+    "last_active_at",
+];
+
+fn query_strategy() -> impl Strategy<Value = (Query, prop::sample::Index)> {
+    let text = |choices: &'static [&'static str]| {
+        prop::option::weighted(0.35, prop::sample::select(choices).prop_map(str::to_owned))
+    };
+    (
+        prop::option::weighted(0.3, prop::sample::select(&["thoughtindustries", "tapintosafety"][..])),
+        text(&[
+            "admin",
+            "ADMIN",
+            "learner",
+            "Supervisor",
+            "administrator",
+            "instructor",
+            "nobody",
+        ]),
+        text(&["acme", "SITE-WORKS", "zoe", "obrien", "12", "sso|", "nomatch"]),
+        text(&["EMP-1", "emp-100", "0", "nomatch"]),
+        prop::option::weighted(0.15, any::<bool>()),
+        prop::collection::vec((prop::sample::select(&SORT_FIELDS[..]), any::<bool>()), 0..3),
+        1u64..=6,
+        prop_oneof![Just(1u64), Just(7), Just(25), Just(100), 1u64..=100],
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(
+            |(provider, role, email, employee_id, pick_user, mut sort, page, per_page, which)| {
+                sort.dedup_by_key(|(field, _)| *field);
+                let query = Query {
+                    provider,
+                    role,
+                    email,
+                    employee_id,
+                    // Some(true): an existing user's id (picked below); Some(false): a random UUID.
+                    user_id: pick_user.map(|existing| {
+                        if existing {
+                            "existing".to_owned()
+                        } else {
+                            "9d2c5a6e-0c1b-4b53-9a43-2f1d7e6b1a55".to_owned()
+                        }
+                    }),
+                    sort,
+                    page,
+                    per_page,
+                };
+                (query, which)
+            },
+        )
+}
+
+async fn check_queries(app: &TestApp, queries: Vec<(Query, prop::sample::Index)>) -> Result<(), TestCaseError> {
+    let users = expected_users(&app.sandbox);
+    for (mut query, which) in queries {
+        if query.user_id.as_deref() == Some("existing") {
+            query.user_id = if users.is_empty() {
+                None
+            } else {
+                Some(
+                    users[which.index(users.len())]["provider_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_uppercase(),
+                )
+            };
+        }
+        let url = query.to_url();
+        let matching = reference(&users, &query);
+        let total = matching.len() as u64;
+        let start = ((query.page - 1) * query.per_page).min(total) as usize;
+        let end = (query.page * query.per_page).min(total) as usize;
+        let reply = app.get(&url).await;
+        prop_assert_eq!(reply.status, 200, "{} → {}", url, reply.text);
+        let body = reply.json();
+        prop_assert_eq!(ids(&body), matching[start..end].to_vec(), "{}", url);
+        prop_assert_eq!(&body["meta"]["total"], &Value::from(total), "{}", url);
+        prop_assert_eq!(
+            &body["meta"]["total_pages"],
+            &Value::from(total.div_ceil(query.per_page)),
+            "{}",
+            url
+        );
+        prop_assert_eq!(
+            &body["meta"]["has_more"],
+            &Value::from(query.page < total.div_ceil(query.per_page)),
+            "{}",
+            url
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Random datasets, TI page sizes and pushdown settings; several random queries each.
+    #[test]
+    fn every_query_matches_the_naive_reference(
+        seed in 0u64..1000,
+        ti_users in 0usize..220,
+        tis_users in 0usize..170,
+        ti_page_size in 1usize..45,
+        ti_role_pushdown in any::<bool>(),
+        queries in prop::collection::vec(query_strategy(), 6),
+    ) {
+        let options = SandboxOptions { seed, ti_users, tis_users, ti_page_size, ..SandboxOptions::default() };
+        let pushdown = if ti_role_pushdown { "true" } else { "false" };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let app = spawn_with(options, &[("GATEWAY_TI_ROLE_PUSHDOWN", pushdown)]).await;
+            check_queries(&app, queries).await
+        })?;
+    }
+}
+
+fn params(requests: &[String]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| r.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn pushed_down_filters_reach_upstreams_and_nothing_else_does() {
+    let app = spawn_app().await;
+    app.get("/users?role=ADMIN").await;
+    let (ti, tis) = app.upstream_requests();
+    assert!(
+        params(&ti).iter().all(|q| q.starts_with("role=admin&page=")),
+        "TI gets role, lowercased: {ti:?}"
+    );
+    assert!(
+        params(&tis).iter().all(|q| q.starts_with("page=")),
+        "role is not TIS's to apply: {tis:?}"
+    );
+    assert_eq!(
+        tis.len(),
+        15,
+        "TIS is read in full (730 users, 50 a page) and filtered by the gateway"
+    );
+
+    app.clear_upstream_requests();
+    app.get("/users?email=Acme&sort=email").await;
+    let (ti, tis) = app.upstream_requests();
+    assert!(params(&ti).iter().all(|q| q.starts_with("page=")), "{ti:?}");
+    assert!(
+        params(&tis).iter().all(|q| q.starts_with("email=Acme&page=")),
+        "{tis:?}"
+    );
+
+    app.clear_upstream_requests();
+    let body = app.get("/users?employee_id=EMP-100").await.json();
+    let (ti, tis) = app.upstream_requests();
+    assert!(ti.is_empty(), "TI users have no employee id: TI is skipped");
+    assert_eq!(body["meta"]["sources"][0]["status"], "skipped");
+    assert!(body["meta"]["sources"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("employee_id"));
+    assert!(
+        params(&tis).iter().all(|q| q.starts_with("orgId=EMP-100&page=")),
+        "{tis:?}"
+    );
+
+    app.clear_upstream_requests();
+    let tis_id = app.sandbox.tis.records[321]["id"].as_str().unwrap().to_owned();
+    let body = app
+        .get(&format!("/users?user_id={}", tis_id.to_uppercase()))
+        .await
+        .json();
+    let (_, tis) = app.upstream_requests();
+    assert_eq!(params(&tis), [format!("userId={tis_id}&page=1")], "a GUID, normalized");
+    assert_eq!(ids(&body), [format!("tapintosafety:{tis_id}")]);
+}
+
+#[tokio::test]
+async fn role_pushdown_can_be_turned_off() {
+    let app = spawn_with(SandboxOptions::default(), &[("GATEWAY_TI_ROLE_PUSHDOWN", "false")]).await;
+    let body = app.get("/users?role=admin&provider=thoughtindustries").await.json();
+    let (ti, _) = app.upstream_requests();
+    assert!(params(&ti).iter().all(|q| q.starts_with("page=")), "{ti:?}");
+    assert_eq!(ti.len(), 32, "all of TI is read and filtered");
+    let admins = app
+        .sandbox
+        .ti
+        .records
+        .iter()
+        .filter(|r| r["roleKey"] == "admin")
+        .count();
+    assert_eq!(body["meta"]["total"], admins as u64);
+}
+
+#[tokio::test]
+async fn a_direct_read_fetches_only_the_window() {
+    let app = spawn_app().await;
+    // 57 TI admins in 2 pages of 40; users 40..50 of the merged order are TI page 2 only.
+    let admins = app
+        .sandbox
+        .ti
+        .records
+        .iter()
+        .filter(|r| r["roleKey"] == "admin")
+        .count();
+    let body = app
+        .get("/users?role=admin&provider=thoughtindustries&page=5&per_page=10")
+        .await
+        .json();
+    assert_eq!(body["meta"]["total"], admins as u64);
+    let (ti, _) = app.upstream_requests();
+    assert_eq!(params(&ti), ["role=admin&page=1", "role=admin&page=2"]);
+}
+
+#[tokio::test]
+async fn sorted_walk_reuses_the_full_read() {
+    let app = spawn_app().await;
+    let expected = {
+        let mut users = expected_users(&app.sandbox);
+        users.sort_by(|a, b| {
+            compare_nulls_last(folded(&a["last_name"]), folded(&b["last_name"]), true)
+                .then(a["id"].as_str().cmp(&b["id"].as_str()))
+        });
+        users
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut walked = Vec::new();
+    for page in 1..=20 {
+        walked.extend(ids(&app
+            .get(&format!("/users?sort=-last_name&per_page=100&page={page}"))
+            .await
+            .json()));
+    }
+    assert_eq!(walked, expected);
+    let (ti, tis) = app.upstream_requests();
+    assert_eq!(
+        (ti.len(), tis.len()),
+        (32, 15),
+        "each upstream page once for the whole walk"
+    );
+    app.clear_upstream_requests();
+    let one = app.sandbox.ti.records[77]["id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("/users/thoughtindustries:{one}")).await.status, 200);
+    let (ti, _) = app.upstream_requests();
+    assert!(ti.is_empty(), "/users/{{id}} reuses the cached full read");
+}
