@@ -300,7 +300,10 @@ pub(super) struct ListParams {
     #[param(min_length = 1, max_length = 256, pattern = r"\S", example = "EMP-10")]
     employee_id: Option<String>,
     /// Exact match on `provider_id`, compared as UUIDs.
-    #[param(example = "0f8fad5b-d9cb-469f-a165-70867728950e")]
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        example = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    )]
     user_id: Option<uuid::Uuid>,
     /// Comma-separated fields, `-` for descending: `email`, `first_name`, `last_name`,
     /// `display_name`, `created_at`, `last_active_at`. Strings compare case-insensitively,

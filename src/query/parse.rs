@@ -112,6 +112,13 @@ pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, V
             },
             "user_id" => match uuid::Uuid::try_parse(value.trim()) {
                 Ok(id) => filters.user_id = Some(id),
+                Err(_) if value.contains(':') => errors.push(ParamError::new(
+                    "user_id",
+                    format!(
+                        "must be the upstream UUID (provider_id), got {}; for a gateway id use GET /users/{{id}}",
+                        quote(&value)
+                    ),
+                )),
                 Err(_) => errors.push(ParamError::new(
                     "user_id",
                     format!(

@@ -317,7 +317,7 @@ async fn role_pushdown_can_be_turned_off() {
 #[tokio::test]
 async fn a_direct_read_fetches_only_the_window() {
     let app = spawn_app().await;
-    // 57 TI admins in 2 pages of 40; users 40..50 of the merged order are TI page 2 only.
+    // TI admins fill two pages of 40 (between 41 and 80 of them); users 40..50 are on page 2 only.
     let admins = app
         .sandbox
         .ti
