@@ -32,6 +32,11 @@ impl App {
             timeout: config.upstream_timeout,
             concurrency: config.upstream_concurrency,
             max_body_bytes: config.upstream_max_body_bytes,
+            retries: config.upstream_retries,
+            backoff_base: config.upstream_backoff,
+            backoff_max: config.upstream_backoff_max,
+            breaker_failures: config.breaker_failures,
+            breaker_cool_down: config.breaker_cool_down,
         };
         let http = build_http_client(limits)?;
 
@@ -48,13 +53,14 @@ impl App {
                 provider: source.provider,
             })
             .collect();
-        let cache = PageCache::new(config.cache_ttl, config.cache_max_bytes);
+        let cache = PageCache::new(config.cache_ttl, config.stale_if_error, config.cache_max_bytes);
         crate::telemetry::metrics_handle();
         let state = AppState::new(Shared {
             executor: Executor::new(clients, cache, config.max_upstream_pages),
             renders: RenderCache::new(config.cache_ttl, config.cache_max_bytes / 4),
             source_refs,
             api_keys: config.api_keys.clone(),
+            request_deadline: config.request_deadline,
             pushdown: PushdownOptions {
                 ti_role_pushdown: config.ti_role_pushdown,
             },

@@ -1,12 +1,19 @@
 //! Upstream pages in moka, keyed by (source, pushed-down query, upstream page) (SPEC §7).
 //!
-//! Weighed by the bytes a page holds; fresh for the configured TTL; failures are never
-//! stored. Concurrent misses on one key share a single upstream call (moka's entry API
-//! runs one init future per key and hands its result to every waiter).
+//! Weighed by the bytes a page holds; fresh for the configured TTL, then kept for the
+//! stale-if-error window (RFC 5861): when refetching fails, the stale copy is served and
+//! said to be stale. Failures are never stored. Concurrent misses on one key share one
+//! upstream call: moka's compute API serializes callers per key, and a caller that finds
+//! a page fetched while it waited takes that page.
+//!
+//! Freshness uses tokio's clock (tests pause it); moka's own expiry only bounds memory.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use moka::ops::compute::{CompResult, Op};
+use tokio::time::Instant;
 
 use crate::model::SourceName;
 use crate::providers::{SourceError, UpstreamPage};
@@ -26,16 +33,22 @@ pub struct CachedPage {
     pub fetched_at: Instant,
 }
 
-/// Whether a lookup was answered from the cache or by calling the upstream.
+/// How a lookup was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
+    /// From the cache, fresh (possibly fetched by a concurrent request this one waited for).
     Hit,
+    /// By calling the upstream.
     Fetched,
+    /// The upstream failed; a copy this old (past its freshness) was served instead.
+    Stale { age: Duration },
 }
 
 #[derive(Clone)]
 pub struct PageCache {
     pages: moka::future::Cache<PageKey, Arc<CachedPage>>,
+    ttl: Duration,
+    stale_if_error: Duration,
 }
 
 /// Approximate heap bytes of a page: raw JSON plus the normalized copies of its fields.
@@ -45,15 +58,21 @@ fn weigh(_key: &PageKey, value: &Arc<CachedPage>) -> u32 {
 }
 
 impl PageCache {
-    pub fn new(ttl: Duration, max_bytes: u64) -> PageCache {
+    pub fn new(ttl: Duration, stale_if_error: Duration, max_bytes: u64) -> PageCache {
         PageCache {
             pages: moka::future::Cache::builder()
                 .name("upstream-pages")
                 .max_capacity(max_bytes)
                 .weigher(weigh)
-                .time_to_live(ttl)
+                .time_to_live(ttl.saturating_add(stale_if_error))
                 .build(),
+            ttl,
+            stale_if_error,
         }
+    }
+
+    fn is_fresh(&self, page: &CachedPage) -> bool {
+        page.fetched_at.elapsed() < self.ttl
     }
 
     /// The cached page, or the result of `fetch` (stored only when it succeeds).
@@ -69,32 +88,65 @@ impl PageCache {
     where
         Fut: Future<Output = Result<UpstreamPage, SourceError>>,
     {
-        if refresh {
-            // The cached copy stays until a fresh one has arrived: a failing refetch must
-            // not take a good page away from everyone else.
-            let page = Arc::new(CachedPage {
-                page: fetch.await?,
-                fetched_at: Instant::now(),
-            });
-            self.pages.insert(key, page.clone()).await;
-            crate::telemetry::record_cache(false);
-            return Ok((page, Lookup::Fetched));
+        let started = Instant::now();
+        if !refresh {
+            if let Some(page) = self.pages.get(&key).await.filter(|page| self.is_fresh(page)) {
+                crate::telemetry::record_cache("hit");
+                return Ok((page, Lookup::Hit));
+            }
         }
-        let entry = self
+        let ttl = self.ttl;
+        let computed = self
             .pages
-            .entry(key)
-            .or_try_insert_with(async {
+            .entry(key.clone())
+            .and_try_compute_with(|existing| async move {
+                if let Some(existing) = existing {
+                    let page = existing.value();
+                    // Fetched by another request while this one waited for the key: take it.
+                    let good_enough = if refresh {
+                        page.fetched_at >= started
+                    } else {
+                        page.fetched_at.elapsed() < ttl
+                    };
+                    if good_enough {
+                        return Ok::<_, SourceError>(Op::Nop);
+                    }
+                }
                 let page = fetch.await?;
-                Ok::<_, SourceError>(Arc::new(CachedPage {
+                Ok(Op::Put(Arc::new(CachedPage {
                     page,
                     fetched_at: Instant::now(),
-                }))
+                })))
             })
-            .await
-            .map_err(|shared: Arc<SourceError>| (*shared).clone())?;
-        let lookup = if entry.is_fresh() { Lookup::Fetched } else { Lookup::Hit };
-        crate::telemetry::record_cache(lookup == Lookup::Hit);
-        Ok((entry.into_value(), lookup))
+            .await;
+        match computed {
+            Ok(CompResult::Inserted(entry) | CompResult::ReplacedWith(entry)) => {
+                crate::telemetry::record_cache("miss");
+                Ok((entry.into_value(), Lookup::Fetched))
+            }
+            Ok(CompResult::Unchanged(entry)) => {
+                crate::telemetry::record_cache("hit");
+                Ok((entry.into_value(), Lookup::Hit))
+            }
+            Ok(CompResult::StillNone(_) | CompResult::Removed(_)) => Err(SourceError::new(
+                crate::providers::SourceErrorCode::Unavailable,
+                "the page could not be cached",
+            )),
+            Err(error) => {
+                // The failed refetch left the old copy in place (failures are never stored).
+                if error.allows_stale() {
+                    if let Some(page) = self.pages.get(&key).await {
+                        let age = page.fetched_at.elapsed();
+                        if age < self.ttl.saturating_add(self.stale_if_error) {
+                            crate::telemetry::record_cache("stale");
+                            tracing::warn!(%error, age_secs = age.as_secs(), "serving a stale page (stale-if-error)");
+                            return Ok((page, Lookup::Stale { age }));
+                        }
+                    }
+                }
+                Err(error)
+            }
+        }
     }
 
     /// The cached page, if any, without fetching (for plans).
@@ -143,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_share_one_fetch_and_failures_are_not_kept() {
-        let cache = PageCache::new(Duration::from_secs(60), 1 << 20);
+        let cache = PageCache::new(Duration::from_secs(60), Duration::from_secs(300), 1 << 20);
         let calls = AtomicUsize::new(0);
         let fetch = || async {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -172,5 +224,74 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(lookup, Lookup::Fetched, "refresh skips the cached copy");
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+    use crate::providers::SourceErrorCode;
+
+    fn key() -> PageKey {
+        PageKey {
+            source: SourceName::parse("s").unwrap(),
+            pushed: Arc::from(""),
+            page: 1,
+        }
+    }
+
+    fn page(total: u64) -> UpstreamPage {
+        UpstreamPage {
+            users: Vec::new(),
+            total,
+            page_size: 10,
+        }
+    }
+
+    fn down() -> SourceError {
+        SourceError::new(SourceErrorCode::Unavailable, "down")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_then_stale_if_error_then_gone() {
+        let cache = PageCache::new(Duration::from_secs(60), Duration::from_secs(300), 1 << 20);
+        cache.get_or_fetch(key(), false, async { Ok(page(1)) }).await.unwrap();
+
+        tokio::time::advance(Duration::from_secs(59)).await;
+        let (_, lookup) = cache.get_or_fetch(key(), false, async { Err(down()) }).await.unwrap();
+        assert_eq!(lookup, Lookup::Hit, "fresh: the failing fetch is never run");
+
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let (stale, lookup) = cache.get_or_fetch(key(), false, async { Err(down()) }).await.unwrap();
+        assert_eq!(
+            lookup,
+            Lookup::Stale {
+                age: Duration::from_secs(61)
+            }
+        );
+        assert_eq!(stale.page.total, 1);
+
+        let (fresh, lookup) = cache.get_or_fetch(key(), false, async { Ok(page(2)) }).await.unwrap();
+        assert_eq!(
+            (fresh.page.total, lookup),
+            (2, Lookup::Fetched),
+            "stale pages are refetched when possible"
+        );
+
+        tokio::time::advance(Duration::from_secs(360)).await;
+        let error = cache
+            .get_or_fetch(key(), false, async { Err(down()) })
+            .await
+            .unwrap_err();
+        assert_eq!(error, down(), "past the stale-if-error window the failure shows");
+
+        let unauthorized = SourceError::new(SourceErrorCode::Unauthorized, "key revoked");
+        cache.get_or_fetch(key(), true, async { Ok(page(3)) }).await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let error = cache
+            .get_or_fetch(key(), false, async { Err(unauthorized.clone()) })
+            .await
+            .unwrap_err();
+        assert_eq!(error, unauthorized, "a revoked key is not papered over with stale data");
     }
 }

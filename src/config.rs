@@ -36,6 +36,19 @@ pub struct Config {
     pub ti_role_pushdown: bool,
     /// Ceiling on the upstream pages one query may read from one source.
     pub max_upstream_pages: u64,
+    /// Attempts after the first for retryable upstream failures.
+    pub upstream_retries: usize,
+    pub upstream_backoff: Duration,
+    pub upstream_backoff_max: Duration,
+    /// Everything one caller request does upstream (attempts, backoff, queueing) ends by then.
+    pub request_deadline: Duration,
+    /// Consecutive failed page fetches that open a source's circuit; 0 disables the breaker.
+    pub breaker_failures: u32,
+    pub breaker_cool_down: Duration,
+    /// Requests served at once; past it, callers get a 503 problem at once.
+    pub max_concurrent_requests: usize,
+    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_drain: Duration,
 }
 
 /// One upstream instance of a provider.
@@ -100,6 +113,14 @@ struct FileConfig {
     stale_if_error_secs: Option<u64>,
     ti_role_pushdown: Option<bool>,
     max_upstream_pages: Option<u64>,
+    upstream_retries: Option<u64>,
+    upstream_backoff_ms: Option<u64>,
+    upstream_backoff_max_ms: Option<u64>,
+    request_deadline_ms: Option<u64>,
+    breaker_failures: Option<u64>,
+    breaker_cool_down_secs: Option<u64>,
+    max_concurrent_requests: Option<u64>,
+    shutdown_drain_secs: Option<u64>,
     #[serde(default)]
     sources: Vec<FileSource>,
 }
@@ -221,6 +242,32 @@ impl Config {
             Duration::from_secs(number("GATEWAY_STALE_IF_ERROR_SECS", file.stale_if_error_secs, 300, 0)?);
 
         let max_upstream_pages = number("GATEWAY_MAX_UPSTREAM_PAGES", file.max_upstream_pages, 1000, 1)?;
+        let upstream_retries = number("GATEWAY_UPSTREAM_RETRIES", file.upstream_retries, 2, 0)?.min(10) as usize;
+        let upstream_backoff =
+            Duration::from_millis(number("GATEWAY_UPSTREAM_BACKOFF_MS", file.upstream_backoff_ms, 100, 1)?);
+        let upstream_backoff_max = Duration::from_millis(number(
+            "GATEWAY_UPSTREAM_BACKOFF_MAX_MS",
+            file.upstream_backoff_max_ms,
+            2000,
+            1,
+        )?);
+        let request_deadline = Duration::from_millis(number(
+            "GATEWAY_REQUEST_DEADLINE_MS",
+            file.request_deadline_ms,
+            15_000,
+            1,
+        )?);
+        let breaker_failures = number("GATEWAY_BREAKER_FAILURES", file.breaker_failures, 5, 0)?.min(1_000_000) as u32;
+        let breaker_cool_down = Duration::from_secs(number(
+            "GATEWAY_BREAKER_COOL_DOWN_SECS",
+            file.breaker_cool_down_secs,
+            10,
+            0,
+        )?);
+        let max_concurrent_requests =
+            number("GATEWAY_MAX_CONCURRENT_REQUESTS", file.max_concurrent_requests, 512, 1)?.min(1 << 20) as usize;
+        let shutdown_drain =
+            Duration::from_secs(number("GATEWAY_SHUTDOWN_DRAIN_SECS", file.shutdown_drain_secs, 30, 0)?);
         let ti_role_pushdown = match env_or("GATEWAY_TI_ROLE_PUSHDOWN") {
             Some(text) => match text.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => true,
@@ -281,6 +328,14 @@ impl Config {
             stale_if_error,
             ti_role_pushdown,
             max_upstream_pages,
+            upstream_retries,
+            upstream_backoff,
+            upstream_backoff_max,
+            request_deadline,
+            breaker_failures,
+            breaker_cool_down,
+            max_concurrent_requests,
+            shutdown_drain,
         })
     }
 }
@@ -405,6 +460,15 @@ impl fmt::Display for Config {
         writeln!(f, "upstream_max_body_bytes = {}", self.upstream_max_body_bytes)?;
         writeln!(f, "max_upstream_pages = {}", self.max_upstream_pages)?;
         writeln!(f, "ti_role_pushdown = {}", self.ti_role_pushdown)?;
+        writeln!(f, "upstream_retries = {}", self.upstream_retries)?;
+        writeln!(f, "upstream_backoff_ms = {}", self.upstream_backoff.as_millis())?;
+        writeln!(f, "upstream_backoff_max_ms = {}", self.upstream_backoff_max.as_millis())?;
+        writeln!(f, "request_deadline_ms = {}", self.request_deadline.as_millis())?;
+        writeln!(f, "breaker_failures = {}", self.breaker_failures)?;
+        writeln!(f, "breaker_cool_down_secs = {}", self.breaker_cool_down.as_secs())?;
+        writeln!(f, "stale_if_error_secs = {}", self.stale_if_error.as_secs())?;
+        writeln!(f, "max_concurrent_requests = {}", self.max_concurrent_requests)?;
+        writeln!(f, "shutdown_drain_secs = {}", self.shutdown_drain.as_secs())?;
         writeln!(
             f,
             "api_keys = {}",

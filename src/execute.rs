@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
@@ -27,13 +28,17 @@ pub struct CallContext<'a> {
     pub request_id: &'a str,
     /// The caller sent `Cache-Control: no-cache`: refetch instead of reading the cache.
     pub refresh: bool,
+    /// Every upstream attempt, retry and wait of this request ends by then.
+    pub deadline: tokio::time::Instant,
 }
 
 #[derive(Debug, Clone)]
 pub enum SourceStatus {
-    /// `total` counts the source's matching users.
+    /// `total` counts the source's matching users; `stale` is the age of the oldest page
+    /// served past its freshness because the upstream failed (stale-if-error).
     Ok {
         total: u64,
+        stale: Option<Duration>,
     },
     Failed(SourceError),
     Skipped {
@@ -73,8 +78,11 @@ pub struct ListResult {
     /// Every upstream page the result was computed from, by (source, page): the same
     /// pages (by identity) and query always give the same result.
     pub inputs: Vec<Arc<CachedPage>>,
-    /// Whether any called source failed (the result then depends on more than `inputs`).
+    /// Whether any called source failed or was served stale: the result then depends on
+    /// more than `inputs` (statuses, ages) and must not be memoized.
     pub any_failed: bool,
+    /// Whether a stale page stood in for a failed upstream call.
+    pub any_stale: bool,
 }
 
 #[derive(Debug)]
@@ -120,6 +128,8 @@ pub struct SourcePages {
 pub struct Found {
     pub user: Option<UserRef>,
     pub upstream_calls: usize,
+    /// Age of the oldest page served stale (stale-if-error), if any.
+    pub stale: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +163,8 @@ type FetchResult = ((usize, u64), Result<(Arc<CachedPage>, Lookup), SourceError>
 struct Fetched {
     pages: HashMap<(usize, u64), Arc<CachedPage>>,
     failures: HashMap<usize, SourceError>,
+    /// Per source, the age of the oldest page served stale.
+    stale: HashMap<usize, Duration>,
     upstream_calls: usize,
 }
 
@@ -161,7 +173,15 @@ impl Fetched {
         for ((source_idx, page), result) in results {
             match result {
                 Ok((fetched, lookup)) => {
-                    self.upstream_calls += usize::from(lookup == Lookup::Fetched);
+                    match lookup {
+                        Lookup::Hit => {}
+                        Lookup::Fetched => self.upstream_calls += 1,
+                        Lookup::Stale { age } => {
+                            self.upstream_calls += 1;
+                            let oldest = self.stale.entry(source_idx).or_insert(age);
+                            *oldest = (*oldest).max(age);
+                        }
+                    }
                     self.pages.insert((source_idx, page), fetched);
                 }
                 Err(error) => {
@@ -271,7 +291,11 @@ impl Executor {
         let key = self.page_key(read.source_idx, &read.pushed_key, page);
         let result = self
             .cache
-            .get_or_fetch(key, ctx.refresh, client.fetch_page(read.pushed, page, ctx.request_id))
+            .get_or_fetch(
+                key,
+                ctx.refresh,
+                client.fetch_page(read.pushed, page, ctx.request_id, ctx.deadline),
+            )
             .await;
         ((read.source_idx, page), result)
     }
@@ -370,7 +394,8 @@ impl Executor {
         if n_called > 0 && fetched.failures.len() == n_called {
             return Err(ListError::AllFailed { reports });
         }
-        let any_failed = !fetched.failures.is_empty();
+        let any_stale = !fetched.stale.is_empty();
+        let any_failed = !fetched.failures.is_empty() || any_stale;
         let mut inputs: Vec<((usize, u64), Arc<CachedPage>)> = fetched.pages.into_iter().collect();
         inputs.sort_unstable_by_key(|(key, _)| *key);
         Ok(ListResult {
@@ -380,6 +405,7 @@ impl Executor {
             upstream_calls: fetched.upstream_calls,
             inputs: inputs.into_iter().map(|(_, page)| page).collect(),
             any_failed,
+            any_stale,
         })
     }
 
@@ -505,7 +531,10 @@ impl Executor {
                             } else {
                                 fetched.first(step.source_idx).page.total
                             };
-                            SourceStatus::Ok { total }
+                            SourceStatus::Ok {
+                                total,
+                                stale: fetched.stale.get(&step.source_idx).copied(),
+                            }
                         }
                     },
                 },
@@ -632,6 +661,7 @@ impl Executor {
                 return Ok(Found {
                     user: None,
                     upstream_calls: 0,
+                    stale: None,
                 })
             }
             IdLookup::Pushed(pushed) => pushed,
@@ -669,6 +699,7 @@ impl Executor {
         Ok(Found {
             user,
             upstream_calls: fetched.upstream_calls,
+            stale: fetched.stale.get(&source_idx).copied(),
         })
     }
 }

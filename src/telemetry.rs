@@ -64,8 +64,8 @@ pub fn record_upstream(source: &SourceName, outcome: &'static str, elapsed: Dura
         .record(elapsed.as_secs_f64());
 }
 
-pub fn record_cache(hit: bool) {
-    let result = if hit { "hit" } else { "miss" };
+/// `result`: `hit`, `miss` or `stale`.
+pub fn record_cache(result: &'static str) {
     metrics::counter!("gateway_cache_lookups_total", "result" => result).increment(1);
 }
 

@@ -44,6 +44,8 @@ pub struct Shared {
     /// Keys callers must present; empty means no caller auth.
     pub api_keys: Vec<SecretString>,
     pub pushdown: PushdownOptions,
+    /// Budget of one caller request for everything it does upstream.
+    pub request_deadline: std::time::Duration,
 }
 
 impl AppState {

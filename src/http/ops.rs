@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::users::ProviderJson;
+use super::users::{CircuitJson, ProviderJson};
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -37,6 +37,8 @@ pub struct ConfiguredSource {
     #[schema(example = "thoughtindustries")]
     pub source: String,
     pub provider: ProviderJson,
+    /// `open` while the source's calls are refused after repeated failures.
+    pub circuit: CircuitJson,
 }
 
 /// The process is up.
@@ -45,17 +47,22 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Configuration is loaded and the gateway is serving.
+/// Configuration is loaded and the gateway is serving; each source's circuit breaker.
+///
+/// Stays 200 while a source's circuit is open: the gateway still answers (partially, or
+/// from stale copies), and restarting it would not help the upstream.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Json<Readiness> {
     Json(Readiness {
         status: "ready",
         sources: state
-            .source_refs
+            .executor
+            .sources()
             .iter()
-            .map(|source| ConfiguredSource {
-                source: source.name.to_string(),
-                provider: source.provider.into(),
+            .map(|client| ConfiguredSource {
+                source: client.name.to_string(),
+                provider: client.kind().into(),
+                circuit: client.circuit().into(),
             })
             .collect(),
     })

@@ -171,7 +171,7 @@ impl PageLinks {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use tokio::time::Instant;
 
     use super::*;
     use crate::merge::paging::PageMeta;
@@ -197,6 +197,7 @@ mod tests {
             upstream_calls: 0,
             inputs,
             any_failed,
+            any_stale: false,
         }
     }
 

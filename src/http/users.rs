@@ -18,6 +18,7 @@ use super::render::{json_once, json_response, PageLinks};
 use super::AppState;
 use crate::execute::{CallContext, ListError, LookupError, SourceReport, SourceStatus, TooManyPages, UserRef};
 use crate::model::User;
+use crate::providers::breaker::CircuitState;
 use crate::providers::SourceErrorCode;
 use crate::query::parse;
 use crate::query::plan;
@@ -185,6 +186,37 @@ pub struct SourceStatusJson {
     /// Why a source was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Present and true when a cached page past its freshness stood in for a failed
+    /// upstream call (stale-if-error, RFC 5861).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<bool>,
+    /// With `stale`: the age in seconds of the oldest page served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_secs: Option<u64>,
+    /// The source's circuit breaker, for called sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit: Option<CircuitJson>,
+}
+
+/// A source's circuit breaker: `open` means calls are refused without trying after
+/// repeated failures; `half_open` lets one probe through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = CircuitState)]
+pub enum CircuitJson {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl From<CircuitState> for CircuitJson {
+    fn from(state: CircuitState) -> CircuitJson {
+        match state {
+            CircuitState::Closed => CircuitJson::Closed,
+            CircuitState::Open => CircuitJson::Open,
+            CircuitState::HalfOpen => CircuitJson::HalfOpen,
+        }
+    }
 }
 
 impl SourceStatusJson {
@@ -249,8 +281,12 @@ impl AppState {
 
     pub(super) fn status_json(&self, report: &SourceReport) -> SourceStatusJson {
         let client = &self.executor.sources()[report.source_idx];
+        let mut stale_age = None;
         let (status, total, error, reason) = match &report.status {
-            SourceStatus::Ok { total } => (SourceState::Ok, Some(*total), None, None),
+            SourceStatus::Ok { total, stale } => {
+                stale_age = *stale;
+                (SourceState::Ok, Some(*total), None, None)
+            }
             SourceStatus::Failed(error) => (
                 SourceState::Error,
                 None,
@@ -262,6 +298,7 @@ impl AppState {
             ),
             SourceStatus::Skipped { reason } => (SourceState::Skipped, None, None, Some(reason.clone())),
         };
+        let called = !matches!(report.status, SourceStatus::Skipped { .. });
         SourceStatusJson {
             source: client.name.to_string(),
             provider: client.kind().into(),
@@ -269,6 +306,9 @@ impl AppState {
             total,
             error,
             reason,
+            stale: stale_age.map(|_| true),
+            age_secs: stale_age.map(|age| age.as_secs()),
+            circuit: called.then(|| client.circuit().into()),
         }
     }
 }
@@ -348,8 +388,12 @@ fn wants_refresh(headers: &HeaderMap) -> bool {
     has_no_cache(header::CACHE_CONTROL) || has_no_cache(header::PRAGMA)
 }
 
-fn cache_status(upstream_calls: usize) -> HeaderValue {
-    HeaderValue::from_static(if upstream_calls == 0 {
+/// RFC 9211: `hit` when no upstream call was needed, `fwd=stale` when a stale copy stood in
+/// for a failed call, else `fwd=miss`.
+fn cache_status(upstream_calls: usize, any_stale: bool) -> HeaderValue {
+    HeaderValue::from_static(if any_stale {
+        "users-gateway; fwd=stale"
+    } else if upstream_calls == 0 {
         "users-gateway; hit"
     } else {
         "users-gateway; fwd=miss"
@@ -374,7 +418,7 @@ fn cache_status(upstream_calls: usize) -> HeaderValue {
                 ("X-Total-Count" = u64, description = "Matching users across sources that answered"),
                 ("X-Request-Id" = String, description = "The caller's request id when well-formed, else a generated one"),
                 ("ETag" = String, description = "Strong validator of the body"),
-                ("Cache-Status" = String, description = "`users-gateway; hit` when no upstream call was needed, else `users-gateway; fwd=miss`"),
+                ("Cache-Status" = String, description = "`users-gateway; hit` when no upstream call was needed, `users-gateway; fwd=stale` when a stale page stood in for a failed upstream (see `meta.sources[].stale`), else `users-gateway; fwd=miss`"),
             )),
         (status = 304, description = "Not modified: the `If-None-Match` tag matches",
             headers(("ETag" = String, description = "The current validator"))),
@@ -398,6 +442,7 @@ pub async fn list_users(
     let ctx = CallContext {
         request_id: &request_id.0,
         refresh: wants_refresh(&headers),
+        deadline: tokio::time::Instant::now() + state.request_deadline,
     };
     let result = state
         .executor
@@ -440,7 +485,7 @@ pub async fn list_users(
         response_headers.insert(header::LINK, value);
     }
     response_headers.insert("x-total-count", HeaderValue::from(result.meta.total));
-    response_headers.insert("cache-status", cache_status(result.upstream_calls));
+    response_headers.insert("cache-status", cache_status(result.upstream_calls, result.any_stale));
     Ok(json_response(
         &headers,
         rendered.body.clone(),
@@ -465,7 +510,7 @@ pub async fn list_users(
             headers(
                 ("X-Request-Id" = String, description = "The request id"),
                 ("ETag" = String, description = "Strong validator of the body"),
-                ("Cache-Status" = String, description = "`users-gateway; hit` or `users-gateway; fwd=miss`"),
+                ("Cache-Status" = String, description = "`users-gateway; hit`, `users-gateway; fwd=stale` or `users-gateway; fwd=miss`"),
             )),
         (status = 304, description = "Not modified: the `If-None-Match` tag matches",
             headers(("ETag" = String, description = "The current validator"))),
@@ -503,6 +548,7 @@ pub async fn get_user(
     let ctx = CallContext {
         request_id: &request_id.0,
         refresh: wants_refresh(&headers),
+        deadline: tokio::time::Instant::now() + state.request_deadline,
     };
     let found = state
         .executor
@@ -517,7 +563,10 @@ pub async fn get_user(
         })?;
     let user: UserRef = found.user.ok_or_else(no_such_user)?;
     let mut response_headers = HeaderMap::new();
-    response_headers.insert("cache-status", cache_status(found.upstream_calls));
+    response_headers.insert(
+        "cache-status",
+        cache_status(found.upstream_calls, found.stale.is_some()),
+    );
     let bytes = serde_json::to_vec(&UserJson::new(&user, include_raw)).expect("a user serializes");
     Ok(json_once(&headers, bytes, response_headers))
 }

@@ -5,6 +5,7 @@
 //! Only the adapters know upstream field and parameter names (STYLE rule 7).
 //! [`client::SourceClient`] does the I/O that is the same for every provider.
 
+pub mod breaker;
 pub mod client;
 pub mod tapintosafety;
 pub mod thoughtindustries;
@@ -54,6 +55,12 @@ impl SourceError {
             code,
             message: message.into(),
         }
+    }
+
+    /// Whether a stale cached copy may stand in (RFC 5861 "error": the upstream is down,
+    /// slow, throttling or garbled; not when it refused the key or rejected the query).
+    pub fn allows_stale(&self) -> bool {
+        !matches!(self.code, SourceErrorCode::Unauthorized | SourceErrorCode::Rejected)
     }
 
     pub fn bad_response(message: impl Into<String>) -> SourceError {

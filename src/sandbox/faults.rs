@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -27,6 +28,14 @@ pub enum Fault {
     Oversized(usize),
     /// 302 to elsewhere.
     Redirect,
+    /// 429 with this `Retry-After` (seconds).
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    /// 200, part of the body, then the connection is cut.
+    ResetMidBody,
+    /// 200 and a valid-looking body sent one byte every 50 ms.
+    Trickle,
 }
 
 impl std::str::FromStr for Fault {
@@ -42,11 +51,13 @@ impl std::str::FromStr for Fault {
             "wrong-shape" => Fault::WrongShape,
             "oversized" => Fault::Oversized(32 * 1024 * 1024),
             "redirect" => Fault::Redirect,
+            "reset" => Fault::ResetMidBody,
+            "trickle" => Fault::Trickle,
             status => match status.parse::<u16>() {
                 Ok(code) if (100..=599).contains(&code) => Fault::Status(code),
                 _ => {
                     return Err(format!(
-                    "{text:?} is not a fault: none, an HTTP status, hang, malformed, wrong-shape, oversized, redirect"
+                    "{text:?} is not a fault: none, an HTTP status, hang, malformed, wrong-shape, oversized, redirect, reset, trickle"
                 ))
                 }
             },
@@ -70,6 +81,8 @@ pub struct Received {
 pub struct Control {
     api_key: &'static str,
     fault: Mutex<Fault>,
+    /// Faults for the next requests, one each, before the standing `fault` applies again.
+    scripted: Mutex<std::collections::VecDeque<Fault>>,
     latency: Mutex<Duration>,
     log: Mutex<Vec<Received>>,
 }
@@ -79,6 +92,7 @@ impl Control {
         Control {
             api_key,
             fault: Mutex::new(Fault::None),
+            scripted: Mutex::new(std::collections::VecDeque::new()),
             latency: Mutex::new(latency),
             log: Mutex::new(Vec::new()),
         }
@@ -90,6 +104,12 @@ impl Control {
 
     pub fn set_fault(&self, fault: Fault) {
         *self.fault.lock().expect("fault lock") = fault;
+    }
+
+    /// The next `count` requests get `fault`; then the standing fault applies again.
+    pub fn fail_next(&self, count: usize, fault: Fault) {
+        let mut scripted = self.scripted.lock().expect("script lock");
+        scripted.extend(std::iter::repeat_n(fault, count));
     }
 
     pub fn set_latency(&self, latency: Duration) {
@@ -148,7 +168,8 @@ async fn inject(State(control): State<Arc<Control>>, request: Request, next: Nex
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let fault = control.fault.lock().expect("fault lock").clone();
+    let scripted = control.scripted.lock().expect("script lock").pop_front();
+    let fault = scripted.unwrap_or_else(|| control.fault.lock().expect("fault lock").clone());
     match fault {
         Fault::None => next.run(request).await,
         Fault::Status(code) => {
@@ -186,5 +207,37 @@ async fn inject(State(control): State<Arc<Control>>, request: Request, next: Nex
         )
             .into_response(),
         Fault::Redirect => (StatusCode::FOUND, [("location", "http://127.0.0.1:9/elsewhere")], "").into_response(),
+        Fault::RateLimited { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("content-type", "application/json".to_owned()),
+                ("retry-after", retry_after_secs.to_string()),
+            ],
+            r#"{"message":"slow down"}"#,
+        )
+            .into_response(),
+        Fault::ResetMidBody => {
+            let chunks: Vec<Result<&'static str, std::io::Error>> = vec![
+                Ok(r#"{"entities":[{"id":"#),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected reset",
+                )),
+            ];
+            let body = Body::from_stream(futures_util::stream::iter(chunks));
+            (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+        }
+        Fault::Trickle => {
+            let bytes = futures_util::stream::unfold(0u32, |sent| async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b" ")), sent + 1))
+            });
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                Body::from_stream(bytes),
+            )
+                .into_response()
+        }
     }
 }

@@ -2,16 +2,20 @@
 
 use users_gateway::sandbox::{Fault, SandboxOptions};
 
-use crate::helpers::{ids, spawn_app, spawn_with, TestApp};
+use crate::helpers::{ids, spawn_with, TestApp};
 
 const TIMEOUT_MS: &str = "400";
 
+/// Single attempts, no breaker, no stale copies: each fault shows as itself.
 async fn app_with_short_timeout() -> TestApp {
     spawn_with(
         SandboxOptions::default(),
         &[
             ("GATEWAY_UPSTREAM_TIMEOUT_MS", TIMEOUT_MS),
             ("GATEWAY_UPSTREAM_MAX_BODY_BYTES", "1048576"),
+            ("GATEWAY_UPSTREAM_RETRIES", "0"),
+            ("GATEWAY_BREAKER_FAILURES", "0"),
+            ("GATEWAY_STALE_IF_ERROR_SECS", "0"),
         ],
     )
     .await
@@ -26,6 +30,10 @@ async fn one_failing_provider_gives_a_truthful_partial_page() {
         (Fault::Status(401), "unauthorized"),
         (Fault::Status(403), "unauthorized"),
         (Fault::Status(429), "rate_limited"),
+        (Fault::RateLimited { retry_after_secs: 60 }, "rate_limited"),
+        (Fault::Status(502), "unavailable"),
+        (Fault::ResetMidBody, "unavailable"),
+        (Fault::Trickle, "timeout"),
         (Fault::Status(404), "rejected"),
         (Fault::Malformed, "bad_response"),
         (Fault::WrongShape, "bad_response"),
@@ -47,7 +55,7 @@ async fn one_failing_provider_gives_a_truthful_partial_page() {
         assert_eq!(reply.header("x-total-count"), Some("1250"));
         let tis = &body["meta"]["sources"][1];
         assert_eq!(tis["status"], "error", "{fault:?}");
-        assert_eq!(tis["error"]["code"], code, "{fault:?}");
+        assert_eq!(tis["error"]["code"], code, "{fault:?}: {tis}");
         assert!(tis["total"].is_null());
         assert!(
             !tis["error"]["message"].as_str().unwrap().contains("injected fault"),
@@ -64,7 +72,7 @@ async fn one_failing_provider_gives_a_truthful_partial_page() {
 
 #[tokio::test]
 async fn a_source_failing_after_page_one_is_dropped_and_the_page_laid_out_again() {
-    let app = spawn_app().await;
+    let app = app_with_short_timeout().await;
     app.get("/users?per_page=25").await; // caches page 1 of both sources
     app.sandbox.ti.control.set_fault(Fault::Status(500));
     // Without TI, users 725..750 would be TIS 725..730 only.

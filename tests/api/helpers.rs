@@ -6,7 +6,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use users_gateway::app::App;
-use users_gateway::config::Config;
+use users_gateway::config::{Config, SourceConfig};
 use users_gateway::sandbox::{Sandbox, SandboxOptions};
 
 pub struct TestApp {
@@ -38,10 +38,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// A gateway whose settings come from `env` (GATEWAY_* names), over a sandbox built from `options`.
 pub async fn spawn_with(options: SandboxOptions, env: &[(&str, &str)]) -> TestApp {
+    spawn_with_sources(options, env, |_| {}).await
+}
+
+/// Like `spawn_with`, with the sandbox's source configs edited first (e.g. a dead URL).
+pub async fn spawn_with_sources(
+    options: SandboxOptions,
+    env: &[(&str, &str)],
+    edit: impl FnOnce(&mut Vec<SourceConfig>),
+) -> TestApp {
     let sandbox = Sandbox::start(options).await.expect("sandbox starts");
     let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let lookup = move |name: &str| env.get(name).cloned();
-    let config = Config::load(&lookup, None, Some(sandbox.sources())).expect("config loads");
+    let mut sources = sandbox.sources();
+    edit(&mut sources);
+    let config = Config::load(&lookup, None, Some(sources)).expect("config loads");
     let app = App::build(&config).expect("app builds");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -10,4 +10,5 @@ mod openapi;
 mod paging;
 mod plan;
 mod query;
+mod resilience;
 mod users;

@@ -1,0 +1,195 @@
+//! Retries, the caller's deadline, the circuit breaker, stale-if-error, dead upstreams.
+
+use std::time::{Duration, Instant};
+
+use users_gateway::sandbox::{Fault, SandboxOptions};
+
+use crate::helpers::{ids, spawn_with, spawn_with_sources};
+
+const FAST_BACKOFF: (&str, &str) = ("GATEWAY_UPSTREAM_BACKOFF_MS", "5");
+
+#[tokio::test]
+async fn transient_failures_are_retried_into_a_full_answer() {
+    let app = spawn_with(
+        SandboxOptions::default(),
+        &[FAST_BACKOFF, ("GATEWAY_UPSTREAM_RETRIES", "3")],
+    )
+    .await;
+    app.sandbox.tis.control.fail_next(1, Fault::Status(503));
+    app.sandbox.tis.control.fail_next(1, Fault::ResetMidBody);
+    app.sandbox
+        .tis
+        .control
+        .fail_next(1, Fault::RateLimited { retry_after_secs: 0 });
+    let body = app.get("/users?page=51&per_page=25").await.json();
+    assert_eq!(body["meta"]["partial"], false, "{body}");
+    assert_eq!(ids(&body), app.expected_ids()[1250..1275].to_vec());
+    let (_, tis) = app.upstream_requests();
+    assert_eq!(tis.len(), 4, "three failed attempts, then the answer: {tis:?}");
+}
+
+#[tokio::test]
+async fn a_500_is_not_retried_and_retries_stop_at_the_budget() {
+    let app = spawn_with(
+        SandboxOptions::default(),
+        &[FAST_BACKOFF, ("GATEWAY_UPSTREAM_RETRIES", "2")],
+    )
+    .await;
+    app.sandbox.tis.control.fail_next(1, Fault::Status(500));
+    let body = app.get("/users?provider=tapintosafety").await;
+    assert_eq!(body.status, 502);
+    assert_eq!(app.upstream_requests().1.len(), 1, "500 is not in the retry list");
+
+    app.clear_upstream_requests();
+    app.sandbox.tis.control.set_fault(Fault::Status(503));
+    let body = app.get("/users?provider=tapintosafety").await.json();
+    assert_eq!(body["sources"][0]["error"]["code"], "unavailable");
+    assert_eq!(app.upstream_requests().1.len(), 3, "one attempt and two retries");
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_but_never_past_the_deadline() {
+    let app = spawn_with(
+        SandboxOptions::default(),
+        &[FAST_BACKOFF, ("GATEWAY_REQUEST_DEADLINE_MS", "3000")],
+    )
+    .await;
+    app.sandbox
+        .tis
+        .control
+        .fail_next(1, Fault::RateLimited { retry_after_secs: 1 });
+    let started = Instant::now();
+    let body = app.get("/users?provider=tapintosafety").await.json();
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited as told");
+    assert_eq!(body["meta"]["partial"], false);
+
+    app.clear_upstream_requests();
+    app.sandbox
+        .tis
+        .control
+        .fail_next(1, Fault::RateLimited { retry_after_secs: 30 });
+    let started = Instant::now();
+    // Another pushed-down query, so no cached copy can stand in.
+    let reply = app.get("/users?provider=tapintosafety&email=acme").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a Retry-After past the deadline is not waited for"
+    );
+    assert_eq!(reply.json()["sources"][0]["error"]["code"], "rate_limited");
+    assert_eq!(app.upstream_requests().1.len(), 1);
+
+    // A refresh that fails keeps serving the cached copy, flagged.
+    app.sandbox
+        .tis
+        .control
+        .fail_next(1, Fault::RateLimited { retry_after_secs: 30 });
+    let reply = app
+        .get_with("/users?provider=tapintosafety", &[("cache-control", "no-cache")])
+        .await;
+    assert_eq!(reply.header("cache-status"), Some("users-gateway; fwd=stale"));
+    assert_eq!(reply.json()["meta"]["sources"][0]["stale"], true);
+}
+
+#[tokio::test]
+async fn the_deadline_bounds_a_hanging_upstream() {
+    let app = spawn_with(
+        SandboxOptions::default(),
+        &[
+            ("GATEWAY_UPSTREAM_TIMEOUT_MS", "5000"),
+            ("GATEWAY_REQUEST_DEADLINE_MS", "300"),
+        ],
+    )
+    .await;
+    app.sandbox.tis.control.set_fault(Fault::Hang);
+    let started = Instant::now();
+    let body = app.get("/users?per_page=5").await.json();
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(body["meta"]["partial"], true);
+    assert_eq!(body["meta"]["sources"][1]["error"]["code"], "timeout");
+    assert_eq!(
+        body["meta"]["sources"][1]["error"]["message"],
+        "request deadline reached"
+    );
+}
+
+#[tokio::test]
+async fn the_breaker_opens_after_repeated_failures_and_stops_calling() {
+    let app = spawn_with(
+        SandboxOptions::default(),
+        &[
+            ("GATEWAY_UPSTREAM_RETRIES", "0"),
+            ("GATEWAY_BREAKER_FAILURES", "2"),
+            ("GATEWAY_BREAKER_COOL_DOWN_SECS", "60"),
+        ],
+    )
+    .await;
+    app.sandbox.tis.control.set_fault(Fault::Status(500));
+    for _ in 0..2 {
+        let body = app.get("/users?per_page=1").await.json();
+        assert_eq!(body["meta"]["sources"][1]["error"]["code"], "unavailable");
+    }
+    let calls = app.upstream_requests().1.len();
+    assert_eq!(calls, 2);
+    let body = app.get("/users?per_page=1").await.json();
+    let tis = &body["meta"]["sources"][1];
+    assert_eq!(tis["circuit"], "open");
+    assert!(
+        tis["error"]["message"].as_str().unwrap().contains("circuit open"),
+        "{tis}"
+    );
+    assert_eq!(app.upstream_requests().1.len(), calls, "an open circuit makes no call");
+    assert_eq!(body["meta"]["sources"][0]["circuit"], "closed");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["sources"][1]["circuit"], "open");
+}
+
+#[tokio::test]
+async fn a_stale_copy_stands_in_for_a_failing_upstream_and_says_so() {
+    // TTL 0: every page is stale at once, but stays usable for the stale-if-error window.
+    let app = spawn_with(
+        SandboxOptions::default(),
+        &[
+            ("GATEWAY_CACHE_TTL_SECS", "0"),
+            ("GATEWAY_UPSTREAM_RETRIES", "0"),
+            ("GATEWAY_STALE_IF_ERROR_SECS", "300"),
+        ],
+    )
+    .await;
+    let fresh = app.get("/users?page=60&per_page=25").await;
+    assert_eq!(fresh.header("cache-status"), Some("users-gateway; fwd=miss"));
+    app.sandbox.tis.control.set_fault(Fault::Status(503));
+    let stale = app.get("/users?page=60&per_page=25").await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.header("cache-status"), Some("users-gateway; fwd=stale"));
+    let body = stale.json();
+    assert_eq!(body["meta"]["partial"], false, "stale is served, not an error");
+    let tis = &body["meta"]["sources"][1];
+    assert_eq!((&tis["status"], &tis["stale"]), (&"ok".into(), &true.into()), "{tis}");
+    assert!(tis["age_secs"].is_u64());
+    assert!(body["meta"]["sources"][0].get("stale").is_none(), "TI answered fresh");
+    assert_eq!(ids(&body), ids(&fresh.json()));
+
+    app.sandbox.tis.control.set_fault(Fault::Status(401));
+    let body = app.get("/users?page=60&per_page=25").await.json();
+    assert_eq!(
+        body["meta"]["sources"][1]["error"]["code"], "unauthorized",
+        "a refused key is never papered over"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_upstream_is_unavailable_not_a_hang() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let app = spawn_with_sources(SandboxOptions::default(), &[FAST_BACKOFF], |sources| {
+        sources[1].base_url = dead_url.parse().unwrap();
+    })
+    .await;
+    let body = app.get("/users?per_page=1").await.json();
+    let tis = &body["meta"]["sources"][1];
+    assert_eq!(tis["error"]["code"], "unavailable", "{tis}");
+    assert_eq!(tis["error"]["message"], "cannot connect to upstream");
+    assert_eq!(body["meta"]["partial"], true);
+}
