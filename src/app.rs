@@ -18,6 +18,8 @@ use crate::query::parse::SourceRef;
 
 pub struct App {
     router: Router,
+    /// How long in-flight requests may take to finish after shutdown is asked for.
+    drain: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +68,8 @@ impl App {
             },
         });
         Ok(App {
-            router: crate::http::router(state, &config.cors_origins),
+            router: crate::http::router(state, &config.cors_origins, config.max_concurrent_requests),
+            drain: config.shutdown_drain,
         })
     }
 
@@ -74,14 +77,32 @@ impl App {
         self.router.clone()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+    /// finish, for at most the drain timeout.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let (asked, told) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = asked.send(());
+        };
+        let server = axum::serve(listener, self.router).with_graceful_shutdown(signal);
+        let drain = self.drain;
+        let drain_expired = async move {
+            if told.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(drain).await;
+        };
+        tokio::select! {
+            served = server => served,
+            () = drain_expired => {
+                tracing::warn!(?drain, "drain timeout reached: closing the connections still open");
+                Ok(())
+            }
+        }
     }
 }

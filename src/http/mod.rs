@@ -2,9 +2,12 @@
 //!
 //! Layers, outer → inner:
 //! 1. `telemetry::observe`: request id, span, access log, HTTP metrics.
-//! 2. CORS (only when `GATEWAY_CORS_ORIGINS` is set).
-//! 3. Catch-panic: a bug answers 500 problem+json instead of dropping the connection.
-//! 4. Routes; `/users*` also pass `require_api_key` (only when `GATEWAY_API_KEYS` is set).
+//! 2. `request_limits`: URI and header sizes (414 / 431 problems).
+//! 3. CORS (only when `GATEWAY_CORS_ORIGINS` is set).
+//! 4. Catch-panic: a bug answers 500 problem+json instead of dropping the connection.
+//! 5. Routes. `/users*` also pass, outer → inner, load shedding (at most
+//!    `GATEWAY_MAX_CONCURRENT_REQUESTS` at once, else 503 problem at once) and
+//!    `require_api_key` (only when `GATEWAY_API_KEYS` is set).
 
 pub mod openapi;
 pub mod ops;
@@ -16,6 +19,7 @@ pub mod users;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
@@ -62,10 +66,24 @@ impl Deref for AppState {
     }
 }
 
-pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
+/// Longest request target accepted; real queries are far shorter.
+const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest total of header names and values accepted.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+pub fn router(state: AppState, cors: &CorsOrigins, max_concurrent_requests: usize) -> Router {
+    // One semaphore for every /users* route (route layers are cloned per route).
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(max_concurrent_requests));
+    let shed = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            problem::Error::Overloaded
+        }))
+        .layer(tower::load_shed::LoadShedLayer::new())
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(in_flight));
     let api = users::router()
         .merge(plan::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key))
+        .route_layer(shed);
     Router::new()
         .merge(api)
         .merge(ops::router())
@@ -75,6 +93,7 @@ pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| panic_response()))
         .layer(tower::util::option_layer(cors_layer(cors)))
+        .layer(middleware::from_fn(request_limits))
         .layer(middleware::from_fn(crate::telemetry::observe))
 }
 
@@ -114,6 +133,23 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
                 HeaderName::from_static("cache-status"),
             ]),
     )
+}
+
+/// Bounds what a request may carry before any handler reads it.
+async fn request_limits(request: Request, next: Next) -> Response {
+    let uri_bytes = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return problem::Error::UriTooLong(MAX_URI_BYTES).into_response();
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return problem::Error::HeadersTooLarge(MAX_HEADER_BYTES).into_response();
+    }
+    next.run(request).await
 }
 
 /// Byte comparison whose time does not depend on where the inputs differ.

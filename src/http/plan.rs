@@ -149,6 +149,8 @@ fn ranges(pages: &[u64]) -> String {
         (status = 200, description = "The plan", body = PlanJson),
         (status = 400, description = "Invalid parameters, each named", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong caller key (only when GATEWAY_API_KEYS is set)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Load shed: more requests in flight than GATEWAY_MAX_CONCURRENT_REQUESTS; retry after `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security((), ("bearer" = [])),
 )]

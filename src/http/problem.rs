@@ -23,6 +23,12 @@ pub enum Error {
     MethodNotAllowed,
     /// 502, or 504 when every failure was a timeout: no selected source answered.
     UpstreamsFailed(Vec<SourceStatusJson>),
+    /// 503: more requests in flight than `GATEWAY_MAX_CONCURRENT_REQUESTS`.
+    Overloaded,
+    /// 414: the request target is longer than this many bytes.
+    UriTooLong(usize),
+    /// 431: the headers add up to more than this many bytes.
+    HeadersTooLarge(usize),
     /// 422: answering would read more upstream pages than the configured ceiling.
     TooManyPages(String),
 }
@@ -77,6 +83,9 @@ impl Error {
                 }
             }
             Error::TooManyPages(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -133,6 +142,27 @@ impl Error {
                 };
                 ("upstream-failure", title, detail, None, Some(sources))
             }
+            Error::Overloaded => (
+                "overloaded",
+                "Too many requests in flight",
+                "the gateway is at its concurrency limit; retry after a moment".to_owned(),
+                None,
+                None,
+            ),
+            Error::UriTooLong(limit) => (
+                "uri-too-long",
+                "Request target too long",
+                format!("the path and query may be at most {limit} bytes"),
+                None,
+                None,
+            ),
+            Error::HeadersTooLarge(limit) => (
+                "headers-too-large",
+                "Request headers too large",
+                format!("the request headers may add up to at most {limit} bytes"),
+                None,
+                None,
+            ),
             Error::TooManyPages(detail) => (
                 "too-many-upstream-pages",
                 "Query reads too many upstream pages",
@@ -156,8 +186,14 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         let unauthorized = matches!(self, Error::Unauthorized);
+        let overloaded = matches!(self, Error::Overloaded);
         let body = serde_json::to_vec(&self.into_problem()).unwrap_or_default();
         let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        if overloaded {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if unauthorized {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

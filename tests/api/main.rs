@@ -6,6 +6,7 @@ mod cli;
 mod errors;
 mod faults;
 mod helpers;
+mod limits;
 mod openapi;
 mod paging;
 mod plan;
