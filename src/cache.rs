@@ -102,12 +102,9 @@ impl PageCache {
             .and_try_compute_with(|existing| async move {
                 if let Some(existing) = existing {
                     let page = existing.value();
-                    // Fetched by another request while this one waited for the key: take it.
-                    let good_enough = if refresh {
-                        page.fetched_at >= started
-                    } else {
-                        page.fetched_at.elapsed() < ttl
-                    };
+                    // Fetched by another request while this one waited for the key: take it
+                    // (even with a TTL of 0, or on refresh), so concurrent callers coalesce.
+                    let good_enough = page.fetched_at >= started || (!refresh && page.fetched_at.elapsed() < ttl);
                     if good_enough {
                         return Ok::<_, SourceError>(Op::Nop);
                     }
