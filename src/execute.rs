@@ -156,6 +156,20 @@ struct Read<'a> {
     full: bool,
 }
 
+impl<'a> Read<'a> {
+    /// One read per called source, as planned.
+    fn all(plan: &'a Plan) -> Vec<Read<'a>> {
+        plan.calls()
+            .map(|(source_idx, call)| Read {
+                source_idx,
+                pushed: &call.pushed,
+                pushed_key: Arc::from(call.pushed.to_string()),
+                full: matches!(call.read, ReadMode::Full { .. }),
+            })
+            .collect()
+    }
+}
+
 type FetchResult = ((usize, u64), Result<(Arc<CachedPage>, Lookup), SourceError>);
 
 /// What one request has fetched so far.
@@ -357,15 +371,7 @@ impl Executor {
     /// the window. A source failing at any point drops out and the window is laid out
     /// again over the others, so the page stays exact for what answered.
     pub async fn list(&self, query: &ListQuery, plan: &Plan, ctx: &CallContext<'_>) -> Result<ListResult, ListError> {
-        let mut reads: Vec<Read<'_>> = plan
-            .calls()
-            .map(|(source_idx, call)| Read {
-                source_idx,
-                pushed: &call.pushed,
-                pushed_key: Arc::from(call.pushed.to_string()),
-                full: matches!(call.read, ReadMode::Full { .. }),
-            })
-            .collect();
+        let mut reads = Read::all(plan);
         let filters = &query.filters;
         let mut fetched = Fetched::default();
         let firsts = self.fetch_all(reads.iter().map(|read| (read, 1)).collect(), ctx).await;
@@ -544,15 +550,7 @@ impl Executor {
 
     /// What answering a query would read, told from the cache alone: no upstream call.
     pub async fn explain(&self, query: &ListQuery, plan: &Plan) -> Vec<SourcePages> {
-        let reads: Vec<Read<'_>> = plan
-            .calls()
-            .map(|(source_idx, call)| Read {
-                source_idx,
-                pushed: &call.pushed,
-                pushed_key: Arc::from(call.pushed.to_string()),
-                full: matches!(call.read, ReadMode::Full { .. }),
-            })
-            .collect();
+        let reads = Read::all(plan);
         let mut fetched = Fetched::default();
         for read in &reads {
             if let Some(first) = self

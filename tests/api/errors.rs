@@ -96,12 +96,33 @@ async fn caller_keys_guard_users_but_not_operations() {
 
 #[tokio::test]
 async fn cors_only_for_configured_origins() {
-    let app = spawn_with(SandboxOptions::default(), &[("GATEWAY_CORS_ORIGINS", "https://app.example")]).await;
-    let allowed = app.get_with("/users?per_page=1", &[("origin", "https://app.example")]).await;
-    assert_eq!(allowed.header("access-control-allow-origin"), Some("https://app.example"));
-    assert!(allowed.header("access-control-expose-headers").unwrap().contains("x-total-count"));
-    let other = app.get_with("/users?per_page=1", &[("origin", "https://evil.example")]).await;
+    let app = spawn_with(
+        SandboxOptions::default(),
+        &[("GATEWAY_CORS_ORIGINS", "https://app.example")],
+    )
+    .await;
+    let allowed = app
+        .get_with("/users?per_page=1", &[("origin", "https://app.example")])
+        .await;
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(allowed
+        .header("access-control-expose-headers")
+        .unwrap()
+        .contains("x-total-count"));
+    let other = app
+        .get_with("/users?per_page=1", &[("origin", "https://evil.example")])
+        .await;
     assert_eq!(other.header("access-control-allow-origin"), None);
-    let plain = spawn_app().await.get_with("/healthz", &[("origin", "https://app.example")]).await;
-    assert_eq!(plain.header("access-control-allow-origin"), None, "no CORS unless configured");
+    let plain = spawn_app()
+        .await
+        .get_with("/healthz", &[("origin", "https://app.example")])
+        .await;
+    assert_eq!(
+        plain.header("access-control-allow-origin"),
+        None,
+        "no CORS unless configured"
+    );
 }
