@@ -14,6 +14,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub sandbox: Sandbox,
+    stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    server: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 pub struct Reply {
@@ -56,15 +58,38 @@ pub async fn spawn_with_sources(
     let app = App::build(&config).expect("app builds");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(app.serve(listener, std::future::pending()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
     TestApp {
         base,
         http: reqwest::Client::new(),
         sandbox,
+        stop: std::sync::Mutex::new(Some(stop)),
+        server: std::sync::Mutex::new(Some(server)),
     }
 }
 
 impl TestApp {
+    /// Asks for shutdown, as SIGTERM does, and waits until the server has stopped.
+    pub async fn shutdown(&self) {
+        if let Some(stop) = self.stop.lock().unwrap().take() {
+            let _ = stop.send(());
+        }
+        let server = self.server.lock().unwrap().take();
+        if let Some(server) = server {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    /// Asks for shutdown without waiting.
+    pub fn begin_shutdown(&self) {
+        if let Some(stop) = self.stop.lock().unwrap().take() {
+            let _ = stop.send(());
+        }
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.get_with(path, &[]).await
     }

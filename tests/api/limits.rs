@@ -1,12 +1,8 @@
 //! Protection toward callers: request size limits, load shedding, graceful shutdown.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use users_gateway::app::App;
-use users_gateway::config::Config;
-use users_gateway::sandbox::{Sandbox, SandboxOptions};
+use users_gateway::sandbox::SandboxOptions;
 
 use crate::helpers::{spawn_app, spawn_with};
 
@@ -51,20 +47,12 @@ async fn past_the_concurrency_limit_callers_are_shed_at_once() {
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests_then_stops() {
-    let sandbox = Sandbox::start(SandboxOptions {
+    let options = SandboxOptions {
         latency: Duration::from_millis(300),
         ..SandboxOptions::default()
-    })
-    .await
-    .unwrap();
-    let env: HashMap<String, String> = HashMap::new();
-    let config = Config::load(&|name: &str| env.get(name).cloned(), None, Some(sandbox.sources())).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(App::build(&config).unwrap().serve(listener, async {
-        let _ = stopped.await;
-    }));
+    };
+    let app = spawn_with(options, &[]).await;
+    let base = app.base.clone();
     let client = reqwest::Client::new();
     let in_flight = tokio::spawn({
         let url = format!("{base}/users?per_page=3");
@@ -72,13 +60,13 @@ async fn shutdown_finishes_in_flight_requests_then_stops() {
         async move { client.get(url).send().await.map(|response| response.status().as_u16()) }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    stop.send(()).unwrap();
+    app.begin_shutdown();
     assert_eq!(
         in_flight.await.unwrap().unwrap(),
         200,
         "the request in flight is finished"
     );
-    server.await.unwrap().unwrap();
+    app.shutdown().await;
     assert!(
         reqwest::get(format!("{base}/healthz")).await.is_err(),
         "no longer accepting"

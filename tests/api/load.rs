@@ -2,16 +2,14 @@
 //! between healthy and failing; then SIGTERM-style shutdown with 200 requests in flight.
 //! `LOAD_SECS` sets the duration (default 10).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::net::TcpListener;
-use users_gateway::app::App;
-use users_gateway::config::Config;
-use users_gateway::sandbox::{Fault, Sandbox, SandboxOptions};
+use users_gateway::sandbox::{Fault, SandboxOptions};
+
+use crate::helpers::spawn_with;
 
 const CALLERS: usize = 200;
 const RETRIES: u64 = 2;
@@ -57,27 +55,21 @@ async fn two_hundred_callers_through_a_flapping_provider_then_a_clean_shutdown()
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
-    let env: HashMap<String, String> = [
-        // Every request goes upstream, so the flapping provider is really exercised.
-        ("GATEWAY_CACHE_TTL_SECS", "0"),
-        ("GATEWAY_STALE_IF_ERROR_SECS", "1"),
-        ("GATEWAY_UPSTREAM_RETRIES", "2"),
-        ("GATEWAY_UPSTREAM_BACKOFF_MS", "5"),
-        ("GATEWAY_BREAKER_FAILURES", "20"),
-        ("GATEWAY_BREAKER_COOL_DOWN_SECS", "1"),
-        ("GATEWAY_UPSTREAM_CONCURRENCY", "32"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let config = Config::load(&|name: &str| env.get(name).cloned(), None, Some(sandbox.sources())).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(App::build(&config).unwrap().serve(listener, async {
-        let _ = stopped.await;
-    }));
+    // Every request goes upstream, so the flapping provider is really exercised.
+    let app = spawn_with(
+        SandboxOptions::default(),
+        &[
+            ("GATEWAY_CACHE_TTL_SECS", "0"),
+            ("GATEWAY_STALE_IF_ERROR_SECS", "1"),
+            ("GATEWAY_UPSTREAM_RETRIES", "2"),
+            ("GATEWAY_UPSTREAM_BACKOFF_MS", "5"),
+            ("GATEWAY_BREAKER_FAILURES", "20"),
+            ("GATEWAY_BREAKER_COOL_DOWN_SECS", "1"),
+            ("GATEWAY_UPSTREAM_CONCURRENCY", "32"),
+        ],
+    )
+    .await;
+    let (sandbox, base) = (&app.sandbox, app.base.clone());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CALLERS)
         .build()
@@ -192,7 +184,7 @@ async fn two_hundred_callers_through_a_flapping_provider_then_a_clean_shutdown()
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    stop.send(()).unwrap();
+    app.begin_shutdown();
     let mut answered_in_shutdown = 0;
     for request in in_flight {
         let (status, body) = request.await.unwrap().expect("an in-flight request was dropped");
@@ -200,5 +192,5 @@ async fn two_hundred_callers_through_a_flapping_provider_then_a_clean_shutdown()
         answered_in_shutdown += 1;
     }
     assert_eq!(answered_in_shutdown, CALLERS);
-    server.await.unwrap().unwrap();
+    app.shutdown().await;
 }
