@@ -74,9 +74,7 @@ pub async fn spawn_with_sources(
 impl TestApp {
     /// Asks for shutdown, as SIGTERM does, and waits until the server has stopped.
     pub async fn shutdown(&self) {
-        if let Some(stop) = self.stop.lock().unwrap().take() {
-            let _ = stop.send(());
-        }
+        self.begin_shutdown();
         let server = self.server.lock().unwrap().take();
         if let Some(server) = server {
             server.await.unwrap().unwrap();

@@ -297,6 +297,16 @@ async fn pushed_down_filters_reach_upstreams_and_nothing_else_does() {
     assert_eq!(ids(&body), [format!("tapintosafety:{tis_id}")]);
 }
 
+/// TI users whose role key is `admin`, counted from the sandbox's own records.
+fn ti_admins(app: &TestApp) -> usize {
+    app.sandbox
+        .ti
+        .records
+        .iter()
+        .filter(|r| r["roleKey"] == "admin")
+        .count()
+}
+
 #[tokio::test]
 async fn role_pushdown_can_be_turned_off() {
     let app = spawn_with(SandboxOptions::default(), &[("GATEWAY_TI_ROLE_PUSHDOWN", "false")]).await;
@@ -304,13 +314,7 @@ async fn role_pushdown_can_be_turned_off() {
     let (ti, _) = app.upstream_requests();
     assert!(params(&ti).iter().all(|q| q.starts_with("page=")), "{ti:?}");
     assert_eq!(ti.len(), 32, "all of TI is read and filtered");
-    let admins = app
-        .sandbox
-        .ti
-        .records
-        .iter()
-        .filter(|r| r["roleKey"] == "admin")
-        .count();
+    let admins = ti_admins(&app);
     assert_eq!(body["meta"]["total"], admins as u64);
 }
 
@@ -318,13 +322,7 @@ async fn role_pushdown_can_be_turned_off() {
 async fn a_direct_read_fetches_only_the_window() {
     let app = spawn_app().await;
     // TI admins fill two pages of 40 (between 41 and 80 of them); users 40..50 are on page 2 only.
-    let admins = app
-        .sandbox
-        .ti
-        .records
-        .iter()
-        .filter(|r| r["roleKey"] == "admin")
-        .count();
+    let admins = ti_admins(&app);
     let body = app
         .get("/users?role=admin&provider=thoughtindustries&page=5&per_page=10")
         .await
