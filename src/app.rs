@@ -7,10 +7,9 @@ use std::future::Future;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::cache::PageCache;
+use crate::cache::{BodyCache, FactsStore, PageCache};
 use crate::config::Config;
 use crate::execute::Executor;
-use crate::http::render::RenderCache;
 use crate::http::{AppState, Shared};
 use crate::providers::client::{build_http_client, ClientLimits, SourceClient};
 use crate::providers::PushdownOptions;
@@ -42,11 +41,12 @@ impl App {
         };
         let http = build_http_client(limits)?;
 
-        let clients = config
+        let clients: Vec<SourceClient> = config
             .sources
             .iter()
             .map(|source| SourceClient::new(source, http.clone(), limits))
             .collect();
+        let adapters = clients.iter().map(|client| client.provider.clone()).collect();
         let source_refs = config
             .sources
             .iter()
@@ -56,10 +56,17 @@ impl App {
             })
             .collect();
         let cache = PageCache::new(config.cache_ttl, config.stale_if_error, config.cache_max_bytes);
+        // Facts are small beside the pages they describe; an eighth of the budget holds the
+        // ids of every page the page cache can hold several times over.
+        let facts = FactsStore::new(
+            config.cache_ttl.saturating_add(config.stale_if_error),
+            config.cache_max_bytes / 8,
+        );
         crate::telemetry::metrics_handle();
         let state = AppState::new(Shared {
-            executor: Executor::new(clients, cache, config.max_upstream_pages),
-            renders: RenderCache::new(config.cache_ttl, config.cache_max_bytes / 4),
+            executor: Executor::new(clients, cache, facts, config.max_upstream_pages),
+            bodies: BodyCache::new(config.cache_ttl, config.cache_max_bytes / 4),
+            adapters,
             source_refs,
             api_keys: config.api_keys.clone(),
             request_deadline: config.request_deadline,

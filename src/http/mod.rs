@@ -41,8 +41,10 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub executor: Executor,
-    /// Memoized `/users` bodies (see `render`).
-    pub renders: render::RenderCache,
+    /// Memoized `/users` bodies.
+    pub bodies: crate::cache::BodyCache,
+    /// Each configured source's adapter, in merge order, for the planner.
+    pub adapters: Vec<Arc<dyn crate::providers::Provider>>,
     /// The configured sources, in merge order, as the query parser needs them.
     pub source_refs: Vec<SourceRef>,
     /// Keys callers must present; empty means no caller auth.
@@ -55,6 +57,12 @@ pub struct Shared {
 impl AppState {
     pub fn new(shared: Shared) -> AppState {
         AppState(Arc::new(shared))
+    }
+
+    /// When a request starting now must be done with its upstreams.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        now.checked_add(self.request_deadline).unwrap_or(now)
     }
 }
 

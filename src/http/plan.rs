@@ -15,9 +15,9 @@ use utoipa::ToSchema;
 use super::problem::{Error, Problem};
 use super::users::{ListParams, ProviderJson};
 use super::AppState;
-use crate::execute::SourcePages;
+use crate::execute::{FactsView, FilterFacts, SourcePages};
 use crate::query::parse;
-use crate::query::plan::{self, Action, ReadMode};
+use crate::query::plan::{self, Action};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/users/plan", get(explain_plan))
@@ -92,17 +92,75 @@ pub struct SourcePlanJson {
     pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pages: Option<PagesJson>,
+    /// What the gateway has learned about this source's pushed-down query from earlier
+    /// requests, and which it uses to choose the read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts: Option<FactsJson>,
+}
+
+/// Facts kept about one source's pushed-down query (they outlive the cached pages).
+#[derive(Serialize, ToSchema)]
+pub struct FactsJson {
+    /// The upstream's total for the pushed-down query, as every page read so far agrees.
+    #[schema(required = true, example = 1250)]
+    pub total: Option<u64>,
+    /// The upstream's page size.
+    #[schema(required = true, example = 40)]
+    pub page_size: Option<u32>,
+    /// Seconds since the total and page size were learned.
+    #[schema(required = true, example = 12)]
+    pub learned_secs_ago: Option<u64>,
+    pub filter: FilterFactsJson,
+    /// With `filter` = `loose`: the upstream page that first held a user outside the filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loose_on_page: Option<u64>,
+    /// With `filter` = `exact` or `loose`: seconds since that was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_seen_secs_ago: Option<u64>,
+}
+
+/// Whether the upstream applies its pushed-down filter exactly.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterFactsJson {
+    /// No filter is pushed down to this source.
+    NotPushed,
+    /// Not yet checked: the next read is a full one that checks it.
+    Unchecked,
+    /// A full read found only matching users: windows are read directly.
+    Exact,
+    /// The upstream returned users outside the filter: the source is read in full and filtered.
+    Loose,
+}
+
+impl From<FactsView> for FactsJson {
+    fn from(view: FactsView) -> FactsJson {
+        let (filter, loose_on_page, filter_seen_secs_ago) = match view.filter {
+            FilterFacts::NotPushed => (FilterFactsJson::NotPushed, None, None),
+            FilterFacts::Unchecked => (FilterFactsJson::Unchecked, None, None),
+            FilterFacts::Exact { checked_secs_ago } => (FilterFactsJson::Exact, None, Some(checked_secs_ago)),
+            FilterFacts::Loose { page, seen_secs_ago } => (FilterFactsJson::Loose, Some(page), Some(seen_secs_ago)),
+        };
+        FactsJson {
+            total: view.total,
+            page_size: view.page_size,
+            learned_secs_ago: view.learned_secs_ago,
+            filter,
+            loose_on_page,
+            filter_seen_secs_ago,
+        }
+    }
 }
 
 /// The upstream pages a call reads.
 #[derive(Serialize, ToSchema)]
 pub struct PagesJson {
-    /// Pages of the pushed-down query; null until its page 1 has been read.
+    /// Pages of the pushed-down query; null until one of its pages has been read.
     #[schema(required = true, example = 32)]
     pub upstream_pages: Option<u64>,
-    /// The pages to read, as ranges (`"1, 19"`, `"1-32"`); null while they depend on totals
+    /// The pages to read, as ranges (`"19"`, `"1-32"`); null while they depend on totals
     /// not yet known (then page 1 comes first, then the pages under the window).
-    #[schema(required = true, example = "1, 19")]
+    #[schema(required = true, example = "19")]
     pub to_read: Option<String>,
     #[schema(required = true, example = 2)]
     pub to_read_count: Option<u64>,
@@ -160,7 +218,7 @@ pub async fn explain_plan(
 ) -> Result<Json<PlanJson>, Error> {
     let query =
         parse::list_query(raw_query.as_deref().unwrap_or(""), &state.source_refs).map_err(Error::InvalidParams)?;
-    let plan = plan::plan(&query, &state.source_refs, &state.pushdown);
+    let plan = plan::plan(&query, &state.source_refs, &state.adapters, &state.pushdown);
     let explained: Vec<SourcePages> = state.executor.explain(&query, &plan).await;
     let limit = state.executor.max_pages();
     let given = query.filters.given();
@@ -183,6 +241,7 @@ pub async fn explain_plan(
                 assumptions: Vec::new(),
                 notes: Vec::new(),
                 pages: None,
+                facts: None,
             };
             match &step.action {
                 Action::Skip { reason } => SourcePlanJson {
@@ -190,26 +249,20 @@ pub async fn explain_plan(
                     ..base
                 },
                 Action::Call(call) => {
-                    let (read, reason) = match &call.read {
-                        ReadMode::Direct => (
-                            ReadJson::Direct,
-                            "every filter is pushed down and no sort is asked: only the upstream pages under the \
-                             requested window are read, and the upstream's total is used"
-                                .to_owned(),
-                        ),
-                        ReadMode::Full { reason } => (ReadJson::Full, reason.clone()),
+                    let explained = explained.iter().find(|pages| pages.source_idx == step.source_idx);
+                    let (read, reason) = match explained {
+                        Some(pages) if !pages.choice.full => (ReadJson::Direct, pages.choice.reason.clone()),
+                        Some(pages) => (ReadJson::Full, pages.choice.reason.clone()),
+                        None => (ReadJson::Full, String::new()),
                     };
-                    let pages = explained
-                        .iter()
-                        .find(|pages| pages.source_idx == step.source_idx)
-                        .map(|pages| PagesJson {
-                            upstream_pages: pages.upstream_pages,
-                            to_read: pages.to_read.as_deref().map(ranges),
-                            to_read_count: pages.to_read_count,
-                            cached: pages.cached,
-                            limit,
-                            within_limit: !pages.over_limit,
-                        });
+                    let pages_json = explained.map(|pages| PagesJson {
+                        upstream_pages: pages.upstream_pages,
+                        to_read: pages.to_read.as_deref().map(ranges),
+                        to_read_count: pages.to_read.as_ref().map(|pages| pages.len() as u64),
+                        cached: pages.cached,
+                        limit,
+                        within_limit: !pages.over_limit,
+                    });
                     let prefix = call.pushed.to_string();
                     let separator = if prefix.is_empty() { "" } else { "&" };
                     SourcePlanJson {
@@ -230,7 +283,8 @@ pub async fn explain_plan(
                         gateway_only_filters: call.gateway_only.iter().map(|name| name.as_str()).collect(),
                         assumptions: call.assumptions.clone(),
                         notes: call.notes.clone(),
-                        pages,
+                        pages: pages_json,
+                        facts: explained.map(|pages| pages.facts.into()),
                         ..base
                     }
                 }
@@ -240,7 +294,12 @@ pub async fn explain_plan(
 
     let upstream_calls = explained
         .iter()
-        .map(|pages| pages.to_read_count.map(|count| count.saturating_sub(pages.cached)))
+        .map(|pages| {
+            pages
+                .to_read
+                .as_ref()
+                .map(|to_read| (to_read.len() as u64).saturating_sub(pages.cached))
+        })
         .sum::<Option<u64>>();
     let filters = &query.filters;
     let mut filter_map = BTreeMap::new();

@@ -389,7 +389,7 @@ fn wants_refresh(headers: &HeaderMap) -> bool {
 }
 
 /// RFC 9211: `hit` when no upstream call was needed, `fwd=stale` when a stale copy stood in
-/// for a failed call, else `fwd=miss`.
+/// for a failed call of a source the body reports `ok` (and `stale`), else `fwd=miss`.
 fn cache_status(upstream_calls: usize, any_stale: bool) -> HeaderValue {
     HeaderValue::from_static(if any_stale {
         "users-gateway; fwd=stale"
@@ -440,12 +440,8 @@ pub async fn list_users(
 ) -> Result<Response, Error> {
     let query =
         parse::list_query(raw_query.as_deref().unwrap_or(""), &state.source_refs).map_err(Error::InvalidParams)?;
-    let plan = plan::plan(&query, &state.source_refs, &state.pushdown);
-    let ctx = CallContext {
-        request_id: &request_id.0,
-        refresh: wants_refresh(&headers),
-        deadline: tokio::time::Instant::now() + state.request_deadline,
-    };
+    let plan = plan::plan(&query, &state.source_refs, &state.adapters, &state.pushdown);
+    let ctx = CallContext::new(&request_id.0, wants_refresh(&headers), state.deadline());
     let result = state
         .executor
         .list(&query, &plan, &ctx)
@@ -458,9 +454,15 @@ pub async fn list_users(
         })?;
 
     let links = PageLinks::new(&query, &result.meta);
+    // The body shows each called source's circuit: a memoized one must show the current state.
+    let circuits: Vec<u8> = result
+        .reports
+        .iter()
+        .map(|report| state.executor.sources()[report.source_idx].circuit() as u8)
+        .collect();
     let rendered = state
-        .renders
-        .body(&query, &result, || {
+        .bodies
+        .body(&query, &result.inputs, &circuits, result.memoizable, || {
             let sources: Vec<SourceStatusJson> = result.reports.iter().map(|r| state.status_json(r)).collect();
             let body = UserList {
                 data: result
@@ -488,12 +490,7 @@ pub async fn list_users(
     }
     response_headers.insert("x-total-count", HeaderValue::from(result.meta.total));
     response_headers.insert("cache-status", cache_status(result.upstream_calls, result.any_stale));
-    Ok(json_response(
-        &headers,
-        rendered.body.clone(),
-        rendered.etag.clone(),
-        response_headers,
-    ))
+    Ok(json_response(&headers, &rendered, response_headers))
 }
 
 /// One user by id.
@@ -549,11 +546,7 @@ pub async fn get_user(
         .iter()
         .position(|source| source.name.as_str() == source_name)
         .ok_or_else(no_such_user)?;
-    let ctx = CallContext {
-        request_id: &request_id.0,
-        refresh: wants_refresh(&headers),
-        deadline: tokio::time::Instant::now() + state.request_deadline,
-    };
+    let ctx = CallContext::new(&request_id.0, wants_refresh(&headers), state.deadline());
     let found = state
         .executor
         .find_user(source_idx, provider_id, &ctx)

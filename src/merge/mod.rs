@@ -1,9 +1,9 @@
 //! Exact re-pagination over several paged sources. Pure: no I/O, no clocks.
 //!
-//! [`paging`] maps a caller's page onto each source's upstream pages; [`merge`] turns
-//! those slices into the ordered list of user positions; [`sort`] is the gateway's sort.
+//! [`layout`] lays a caller page out over what is known of each source (its `meta`, each
+//! source's slice, the upstream pages still needed); [`paging`] is the window arithmetic
+//! underneath (slices, their upstream pages and positions); [`sort`] is the gateway's sort.
 
-#[allow(clippy::module_inception)]
-pub mod merge;
+pub mod layout;
 pub mod paging;
 pub mod sort;

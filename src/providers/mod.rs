@@ -10,11 +10,10 @@ pub mod client;
 pub mod tapintosafety;
 pub mod thoughtindustries;
 
-use std::fmt;
 use std::sync::Arc;
 
 use crate::model::{ProviderKind, SourceName, User};
-use crate::query::filter::{FilterName, Filters};
+pub use crate::query::pushdown::{PushDown, Pushdown, PushdownOptions, PushedQuery};
 
 /// Why one source could not answer (SPEC §3 error codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,62 +67,6 @@ impl SourceError {
     }
 }
 
-/// The provider-side part of a query, in the provider's own parameter names.
-///
-/// Built by adapters only; elsewhere it is an opaque cache-key component.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct PushedQuery {
-    pairs: Vec<(&'static str, String)>,
-}
-
-impl PushedQuery {
-    pub fn pairs(&self) -> &[(&'static str, String)] {
-        &self.pairs
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
-    }
-}
-
-impl fmt::Display for PushedQuery {
-    /// `k=v&k=v` in a fixed order: stable as a cache key and readable in logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let encoded: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(self.pairs.iter().map(|(key, value)| (*key, value.as_str())))
-            .finish();
-        f.write_str(&encoded)
-    }
-}
-
-/// What a provider's API can do with a query's filters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pushdown {
-    /// The upstream parameters to send.
-    pub pushed: PushedQuery,
-    /// Filters the upstream applies with the gateway's meaning (the gateway re-checks them).
-    pub pushed_filters: Vec<FilterName>,
-    /// Set when no user of this provider can match: the source is not called.
-    pub cannot_match: Option<String>,
-    /// What the gateway assumes about the upstream to push a filter down (shown in plans).
-    pub assumptions: Vec<String>,
-    /// Why a filter the provider supports was not pushed down (shown in plans).
-    pub notes: Vec<String>,
-}
-
-/// Operator switches that change pushdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PushdownOptions {
-    /// `GATEWAY_TI_ROLE_PUSHDOWN`.
-    pub ti_role_pushdown: bool,
-}
-
-impl Default for PushdownOptions {
-    fn default() -> PushdownOptions {
-        PushdownOptions { ti_role_pushdown: true }
-    }
-}
-
 /// How a provider can find one user by id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdLookup {
@@ -143,10 +86,12 @@ pub struct UpstreamPage {
     pub total: u64,
     /// Users per full page, as documented (TIS) or learned from the response (TI).
     pub page_size: u32,
+    /// The page number the upstream says it answered, when it says one.
+    pub echoed_page: Option<u64>,
 }
 
 /// What differs between providers. Implementations do no I/O.
-pub trait Provider: Send + Sync + 'static {
+pub trait Provider: PushDown + Send + Sync + 'static {
     fn kind(&self) -> ProviderKind;
 
     /// The list endpoint, appended to the source's base URL.
@@ -161,9 +106,6 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Parses a 2xx body of the list endpoint; `page` is the page that was asked for.
     fn parse_page(&self, source: &SourceName, page: u64, body: &[u8]) -> Result<UpstreamPage, SourceError>;
-
-    /// Splits a query's filters into what this provider's API applies and what it cannot.
-    fn push_down(&self, filters: &Filters, options: &PushdownOptions) -> Pushdown;
 
     /// How to find one user by its upstream id.
     fn lookup(&self, _provider_id: &str) -> IdLookup {

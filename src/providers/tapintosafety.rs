@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    normalize_records, parse_envelope, plausible_total, IdLookup, Provider, Pushdown, PushdownOptions, PushedQuery,
-    SourceError, SourceErrorCode, UpstreamPage,
+    normalize_records, parse_envelope, plausible_total, IdLookup, Provider, PushDown, Pushdown, PushdownOptions,
+    PushedQuery, SourceError, SourceErrorCode, UpstreamPage,
 };
 use crate::model::{join_names, non_empty, ProviderKind, SourceName, User};
 use crate::query::filter::{FilterName, Filters};
@@ -22,6 +22,9 @@ pub struct TapIntoSafety;
 struct Envelope {
     entities: Vec<Box<RawValue>>,
     total_entities: u64,
+    /// "The current page of results": checked against the page asked for.
+    #[serde(default)]
+    page: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -66,35 +69,15 @@ impl Provider for TapIntoSafety {
             users,
             total: plausible_total(envelope.total_entities)?,
             page_size: PAGE_SIZE,
+            echoed_page: envelope.page,
         })
-    }
-
-    /// TIS filters by `email` (partial, over username and email), `orgId` (partial employee
-    /// id) and `userId` (a full GUID): the gateway's `email`, `employee_id` and `user_id`.
-    fn push_down(&self, filters: &Filters, _options: &PushdownOptions) -> Pushdown {
-        let mut pushdown = Pushdown::default();
-        if let Some(email) = &filters.email {
-            pushdown.pushed.pairs.push(("email", email.original.clone()));
-            pushdown.pushed_filters.push(FilterName::Email);
-        }
-        if let Some(employee_id) = &filters.employee_id {
-            pushdown.pushed.pairs.push(("orgId", employee_id.original.clone()));
-            pushdown.pushed_filters.push(FilterName::EmployeeId);
-        }
-        if let Some(user_id) = filters.user_id {
-            pushdown.pushed.pairs.push(("userId", user_id.hyphenated().to_string()));
-            pushdown.pushed_filters.push(FilterName::UserId);
-        }
-        pushdown
     }
 
     /// `userId` selects one user but must be "a full and valid GUID"; anything else
     /// would be `INVALID_MODEL`, so it is answered without a call.
     fn lookup(&self, provider_id: &str) -> IdLookup {
         if is_full_guid(provider_id) {
-            IdLookup::Pushed(PushedQuery {
-                pairs: vec![("userId", provider_id.to_owned())],
-            })
+            IdLookup::Pushed(PushedQuery::new(vec![("userId", provider_id.to_owned())]))
         } else {
             IdLookup::NoSuchUser
         }
@@ -108,6 +91,27 @@ impl Provider for TapIntoSafety {
             format!("upstream rejected the request with HTTP {status}")
         };
         SourceError::new(SourceErrorCode::Rejected, message)
+    }
+}
+
+impl PushDown for TapIntoSafety {
+    /// TIS filters by `email` (partial, over username and email), `orgId` (partial employee
+    /// id) and `userId` (a full GUID): the gateway's `email`, `employee_id` and `user_id`.
+    fn push_down(&self, filters: &Filters, _options: &PushdownOptions) -> Pushdown {
+        let mut pushdown = Pushdown::default();
+        if let Some(email) = &filters.email {
+            pushdown.pushed.push("email", email.original.clone());
+            pushdown.pushed_filters.push(FilterName::Email);
+        }
+        if let Some(employee_id) = &filters.employee_id {
+            pushdown.pushed.push("orgId", employee_id.original.clone());
+            pushdown.pushed_filters.push(FilterName::EmployeeId);
+        }
+        if let Some(user_id) = filters.user_id {
+            pushdown.pushed.push("userId", user_id.hyphenated().to_string());
+            pushdown.pushed_filters.push(FilterName::UserId);
+        }
+        pushdown
     }
 }
 

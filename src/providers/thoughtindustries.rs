@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    normalize_records, parse_envelope, parse_timestamp, plausible_total, Provider, Pushdown, PushdownOptions,
+    normalize_records, parse_envelope, parse_timestamp, plausible_total, Provider, PushDown, Pushdown, PushdownOptions,
     PushedQuery, SourceError, UpstreamPage,
 };
 use crate::model::{join_names, non_empty, ProviderKind, SourceName, User};
@@ -37,6 +37,9 @@ struct ApiUsers {
 struct PageInfo {
     #[serde(default)]
     per_page: Option<u32>,
+    /// Checked against the page asked for.
+    #[serde(default)]
+    current_page: Option<u64>,
     total: u64,
 }
 
@@ -73,32 +76,6 @@ impl Provider for ThoughtIndustries {
         "/incoming/v2/users"
     }
 
-    /// TI filters by `role` only; its users have no employee id.
-    fn push_down(&self, filters: &Filters, options: &PushdownOptions) -> Pushdown {
-        let mut pushdown = Pushdown::default();
-        if filters.employee_id.is_some() {
-            pushdown.cannot_match = Some("Thought Industries users have no employee_id".to_owned());
-        }
-        if let Some(role) = &filters.role {
-            if options.ti_role_pushdown {
-                pushdown.pushed = PushedQuery {
-                    pairs: vec![("role", role.folded.clone())],
-                };
-                pushdown.pushed_filters.push(FilterName::Role);
-                pushdown.assumptions.push(
-                    "role is sent lowercased: TI's docs do not say whether its role filter ignores case, and its \
-                     role keys are lowercase identifiers (GATEWAY_TI_ROLE_PUSHDOWN=false turns this off)"
-                        .to_owned(),
-                );
-            } else {
-                pushdown
-                    .notes
-                    .push("role is not sent to TI: GATEWAY_TI_ROLE_PUSHDOWN=false".to_owned());
-            }
-        }
-        pushdown
-    }
-
     fn parse_page(&self, source: &SourceName, page: u64, body: &[u8]) -> Result<UpstreamPage, SourceError> {
         let envelope: Envelope = parse_envelope(source, body)?;
         let ApiUsers { page_info, users } = envelope.data.api_users;
@@ -120,7 +97,34 @@ impl Provider for ThoughtIndustries {
             users,
             total: plausible_total(page_info.total)?,
             page_size,
+            echoed_page: page_info.current_page,
         })
+    }
+}
+
+impl PushDown for ThoughtIndustries {
+    /// TI filters by `role` only; its users have no employee id.
+    fn push_down(&self, filters: &Filters, options: &PushdownOptions) -> Pushdown {
+        let mut pushdown = Pushdown::default();
+        if filters.employee_id.is_some() {
+            pushdown.cannot_match = Some("Thought Industries users have no employee_id".to_owned());
+        }
+        if let Some(role) = &filters.role {
+            if options.ti_role_pushdown {
+                pushdown.pushed = PushedQuery::new(vec![("role", role.folded.clone())]);
+                pushdown.pushed_filters.push(FilterName::Role);
+                pushdown.assumptions.push(
+                    "role is sent lowercased: TI's docs do not say whether its role filter ignores case, and its \
+                     role keys are lowercase identifiers (GATEWAY_TI_ROLE_PUSHDOWN=false turns this off)"
+                        .to_owned(),
+                );
+            } else {
+                pushdown
+                    .notes
+                    .push("role is not sent to TI: GATEWAY_TI_ROLE_PUSHDOWN=false".to_owned());
+            }
+        }
+        pushdown
     }
 }
 

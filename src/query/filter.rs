@@ -78,6 +78,17 @@ impl Filters {
         .collect()
     }
 
+    /// These filters restricted to `names`.
+    pub fn only(&self, names: &[FilterName]) -> Filters {
+        let keep = |name| names.contains(&name);
+        Filters {
+            role: self.role.clone().filter(|_| keep(FilterName::Role)),
+            email: self.email.clone().filter(|_| keep(FilterName::Email)),
+            employee_id: self.employee_id.clone().filter(|_| keep(FilterName::EmployeeId)),
+            user_id: self.user_id.filter(|_| keep(FilterName::UserId)),
+        }
+    }
+
     pub fn matches(&self, user: &User) -> bool {
         self.role
             .as_ref()

@@ -6,3 +6,4 @@
 pub mod filter;
 pub mod parse;
 pub mod plan;
+pub mod pushdown;

@@ -2,10 +2,15 @@
 //!
 //! A plan is a value (STYLE rule 8): built here from the query and the adapters' pushdown
 //! rules, interpreted by `execute`, shown by `GET /users/plan`. Pure: no I/O.
+//!
+//! The read mode here is what the query alone decides; `execute` may read a direct source
+//! in full as well, from what it learned about the source (its facts).
 
-use super::filter::FilterName;
+use std::sync::Arc;
+
+use super::filter::{FilterName, Filters};
 use super::parse::{ListQuery, SourceRef};
-use crate::providers::{adapter, Pushdown, PushdownOptions, PushedQuery};
+use super::pushdown::{PushDown, Pushdown, PushdownOptions, PushedQuery};
 
 /// How a called source's users are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +27,9 @@ pub struct Call {
     pub pushed: PushedQuery,
     /// Filters the upstream applies; the gateway re-checks them.
     pub pushed_filters: Vec<FilterName>,
+    /// The query's filters restricted to `pushed_filters`: what every user the upstream
+    /// returns must match, or the upstream matched more loosely than documented.
+    pub upstream_must_match: Filters,
     /// Filters only the gateway applies for this source.
     pub gateway_only: Vec<FilterName>,
     pub read: ReadMode,
@@ -29,6 +37,8 @@ pub struct Call {
     pub notes: Vec<String>,
 }
 
+// A plan holds one step per source, built once per request: boxing `Call` buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Call(Call),
@@ -61,7 +71,13 @@ impl Plan {
     }
 }
 
-pub fn plan(query: &ListQuery, sources: &[SourceRef], options: &PushdownOptions) -> Plan {
+/// `adapters[i]` is the pushdown rule of `sources[i]`.
+pub fn plan<A: PushDown + ?Sized>(
+    query: &ListQuery,
+    sources: &[SourceRef],
+    adapters: &[Arc<A>],
+    options: &PushdownOptions,
+) -> Plan {
     let given = query.filters.given();
     let sorted = !query.sort.is_empty();
     let steps = query
@@ -75,7 +91,7 @@ pub fn plan(query: &ListQuery, sources: &[SourceRef], options: &PushdownOptions)
                 cannot_match,
                 assumptions,
                 notes,
-            } = adapter(provider).push_down(&query.filters, options);
+            } = adapters[source_idx].push_down(&query.filters, options);
             let action = match cannot_match {
                 Some(reason) => Action::Skip { reason },
                 None => {
@@ -101,6 +117,7 @@ pub fn plan(query: &ListQuery, sources: &[SourceRef], options: &PushdownOptions)
                         ReadMode::Direct
                     };
                     Action::Call(Call {
+                        upstream_must_match: query.filters.only(&pushed_filters),
                         pushed,
                         pushed_filters,
                         gateway_only,
@@ -135,7 +152,11 @@ mod tests {
     /// (pushed query text, read mode is direct) per source, or the skip marker.
     fn check(raw: &str, options: PushdownOptions, expected: &[&str]) {
         let query = list_query(raw, &sources()).unwrap();
-        let plan = plan(&query, &sources(), &options);
+        let adapters: Vec<_> = sources()
+            .iter()
+            .map(|source| crate::providers::adapter(source.provider))
+            .collect();
+        let plan = plan(&query, &sources(), &adapters, &options);
         let got: Vec<String> = plan
             .steps
             .iter()

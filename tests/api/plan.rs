@@ -27,7 +27,12 @@ async fn each_decision_is_shown_and_explained() {
 
     let plan = app.get("/users/plan?role=Admin").await.json();
     let ti = source(&plan, "thoughtindustries");
-    assert_eq!(ti["read"], "direct");
+    assert_eq!(
+        ti["read"], "full",
+        "a pushed-down filter is checked by one full read first"
+    );
+    assert!(ti["reason"].as_str().unwrap().contains("first read"), "{ti}");
+    assert_eq!(ti["facts"]["filter"], "unchecked");
     assert_eq!(ti["pushed_down"]["role"], "admin");
     assert_eq!(ti["upstream_request"], "GET /incoming/v2/users?role=admin&page={n}");
     assert!(ti["assumptions"][0].as_str().unwrap().contains("lowercased"));
@@ -41,7 +46,7 @@ async fn each_decision_is_shown_and_explained() {
     assert_eq!(ti["action"], "skip");
     assert!(ti["reason"].as_str().unwrap().contains("no employee_id"));
     let tis = source(&plan, "tapintosafety");
-    assert_eq!(tis["read"], "direct");
+    assert_eq!(tis["read"], "full");
     assert_eq!(
         tis["pushed_down"],
         serde_json::json!({"email": "site", "orgId": "EMP-1"})
@@ -72,6 +77,35 @@ async fn each_decision_is_shown_and_explained() {
 }
 
 #[tokio::test]
+async fn facts_learned_by_a_read_change_the_plan() {
+    let app = spawn_app().await;
+    // The sandbox's TI filters roles exactly: one full read proves it.
+    assert_eq!(
+        app.get("/users?role=admin&provider=thoughtindustries").await.status,
+        200
+    );
+    let plan = app
+        .get("/users/plan?role=admin&provider=thoughtindustries&page=2&per_page=5")
+        .await
+        .json();
+    let ti = source(&plan, "thoughtindustries");
+    assert_eq!(ti["read"], "direct", "{ti}");
+    assert!(ti["reason"].as_str().unwrap().contains("proved exact"), "{ti}");
+    assert_eq!(ti["facts"]["filter"], "exact");
+    let admins = app
+        .sandbox
+        .ti
+        .records
+        .iter()
+        .filter(|user| user["roleKey"] == "admin")
+        .count();
+    assert_eq!(ti["facts"]["total"], admins as u64);
+    assert_eq!(ti["facts"]["page_size"], 40);
+    assert_eq!(ti["pages"]["to_read"], "1", "users 5..10 of the admins are on page 1");
+    assert_eq!(plan["upstream_calls"], 0, "and cached");
+}
+
+#[tokio::test]
 async fn pages_to_read_and_cached_follow_the_cache() {
     let app = spawn_app().await;
     let path = "page=30&per_page=25";
@@ -90,11 +124,16 @@ async fn pages_to_read_and_cached_follow_the_cache() {
     let ti = &source(&warm, "thoughtindustries")["pages"];
     assert_eq!(ti["upstream_pages"], 32);
     assert_eq!(
-        ti["to_read"], "1, 19",
-        "page 1 for the total, page 19 for users 725..750"
+        ti["to_read"], "19",
+        "the total is known now: only page 19, for users 725..750"
     );
-    assert_eq!(ti["cached"], 2);
-    assert_eq!(source(&warm, "tapintosafety")["pages"]["to_read"], "1");
+    assert_eq!(ti["cached"], 1);
+    assert_eq!(source(&warm, "thoughtindustries")["facts"]["total"], 1250);
+    assert_eq!(
+        source(&warm, "tapintosafety")["pages"]["to_read"],
+        "",
+        "no TIS user is on this page"
+    );
     assert_eq!(warm["upstream_calls"], 0);
     assert_eq!(
         ti_calls.len() + tis_calls.len(),
@@ -104,7 +143,7 @@ async fn pages_to_read_and_cached_follow_the_cache() {
 
     let next = app.get("/users/plan?page=31&per_page=25").await.json();
     let ti = &source(&next, "thoughtindustries")["pages"];
-    assert_eq!(ti["to_read"], "1, 19-20");
+    assert_eq!(ti["to_read"], "19-20");
     assert_eq!(next["upstream_calls"], 1, "only page 20 is not cached");
 }
 

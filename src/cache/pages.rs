@@ -2,9 +2,10 @@
 //!
 //! Weighed by the bytes a page holds; fresh for the configured TTL, then kept for the
 //! stale-if-error window (RFC 5861): when refetching fails, the stale copy is served and
-//! said to be stale. Failures are never stored. Concurrent misses on one key share one
-//! upstream call: moka's compute API serializes callers per key, and a caller that finds
-//! a page fetched while it waited takes that page.
+//! said to be stale. Failures are never stored as pages. Concurrent misses on one key share
+//! one upstream call: moka's compute API serializes callers per key, and a caller that finds
+//! a page fetched while it waited takes that page; one that finds the fetch it waited for
+//! failed takes that failure instead of calling again.
 //!
 //! Freshness uses tokio's clock (tests pause it); moka's own expiry only bounds memory.
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
 
+use super::facts::QueryKey;
 use crate::model::SourceName;
 use crate::providers::{SourceError, UpstreamPage};
 
@@ -24,6 +26,16 @@ pub struct PageKey {
     /// The pushed-down query in its canonical text form.
     pub pushed: Arc<str>,
     pub page: u64,
+}
+
+impl PageKey {
+    pub fn new(query: &QueryKey, page: u64) -> PageKey {
+        PageKey {
+            source: query.source.clone(),
+            pushed: query.pushed.clone(),
+            page,
+        }
+    }
 }
 
 /// A page as fetched, with the moment it was fetched (for ages and, later, staleness).
@@ -47,6 +59,11 @@ pub enum Lookup {
 #[derive(Clone)]
 pub struct PageCache {
     pages: moka::future::Cache<PageKey, Arc<CachedPage>>,
+    /// The last failed fetch of each key, for the callers that queued behind it (never
+    /// answered to a request that began after the failure).
+    failures: moka::sync::Cache<PageKey, (u64, SourceError)>,
+    /// Orders lookups and failures: a failure is shared only with lookups begun before it.
+    sequence: Arc<std::sync::atomic::AtomicU64>,
     ttl: Duration,
     stale_if_error: Duration,
 }
@@ -66,9 +83,18 @@ impl PageCache {
                 .weigher(weigh)
                 .time_to_live(ttl.saturating_add(stale_if_error))
                 .build(),
+            failures: moka::sync::Cache::builder()
+                .max_capacity(4096)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            sequence: Arc::default(),
             ttl,
             stale_if_error,
         }
+    }
+
+    fn next_ticket(&self) -> u64 {
+        self.sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn is_fresh(&self, page: &CachedPage) -> bool {
@@ -89,6 +115,7 @@ impl PageCache {
         Fut: Future<Output = Result<UpstreamPage, SourceError>>,
     {
         let started = Instant::now();
+        let ticket = self.next_ticket();
         if !refresh {
             if let Some(page) = self.pages.get(&key).await.filter(|page| self.is_fresh(page)) {
                 crate::telemetry::record_cache("hit");
@@ -96,6 +123,8 @@ impl PageCache {
             }
         }
         let ttl = self.ttl;
+        let failures = &self.failures;
+        let failure_key = key.clone();
         let computed = self
             .pages
             .entry(key.clone())
@@ -109,11 +138,22 @@ impl PageCache {
                         return Ok::<_, SourceError>(Op::Nop);
                     }
                 }
-                let page = fetch.await?;
-                Ok(Op::Put(Arc::new(CachedPage {
-                    page,
-                    fetched_at: Instant::now(),
-                })))
+                // The fetch this caller queued behind failed: share that failure.
+                if let Some((failed_at, error)) = failures.get(&failure_key) {
+                    if failed_at > ticket {
+                        return Err(error);
+                    }
+                }
+                match fetch.await {
+                    Ok(page) => Ok(Op::Put(Arc::new(CachedPage {
+                        page,
+                        fetched_at: Instant::now(),
+                    }))),
+                    Err(error) => {
+                        failures.insert(failure_key, (self.next_ticket(), error.clone()));
+                        Err(error)
+                    }
+                }
             })
             .await;
         match computed {
@@ -187,6 +227,7 @@ mod tests {
             users: Vec::new(),
             total: 0,
             page_size: 10,
+            echoed_page: None,
         }
     }
 
@@ -222,6 +263,30 @@ mod tests {
             .unwrap();
         assert_eq!(lookup, Lookup::Fetched, "refresh skips the cached copy");
     }
+
+    #[tokio::test]
+    async fn callers_queued_behind_a_failing_fetch_share_its_failure() {
+        let cache = PageCache::new(Duration::from_secs(60), Duration::from_secs(300), 1 << 20);
+        let calls = AtomicUsize::new(0);
+        let failing = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Err::<UpstreamPage, _>(SourceError::new(SourceErrorCode::Unavailable, "down"))
+        };
+        let results =
+            futures_util::future::join_all((0..5).map(|_| cache.get_or_fetch(key(3), false, failing()))).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one call, one failure shared");
+        assert!(results.iter().all(Result::is_err));
+        let (_, lookup) = cache
+            .get_or_fetch(key(3), false, async { Ok(empty_page()) })
+            .await
+            .unwrap();
+        assert_eq!(
+            lookup,
+            Lookup::Fetched,
+            "a caller that comes after the failure tries again"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -242,6 +307,7 @@ mod stale_tests {
             users: Vec::new(),
             total,
             page_size: 10,
+            echoed_page: None,
         }
     }
 

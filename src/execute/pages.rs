@@ -1,0 +1,280 @@
+//! The upstream pages one request holds, and how a fetched page gets in: every page is
+//! checked against its source's facts first (`cache::facts`). A page that contradicts facts
+//! another request learned makes this request forget them and read again, once; any other
+//! contradiction makes the source a `bad_response` with the reason. Either way the pages
+//! involved leave the cache, so the next request starts clean.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::reads::Read;
+use super::{Found, UserRef};
+use crate::cache::facts::Verdict;
+use crate::cache::{CachedPage, FactsStore, Lookup, PageCache};
+use crate::merge::layout::SourceLayout;
+use crate::merge::paging::Slice;
+use crate::providers::SourceError;
+use crate::query::filter::Filters;
+
+pub(super) type FetchResult = ((usize, u64), Result<(Arc<CachedPage>, Lookup), SourceError>);
+
+/// What one request has fetched so far.
+#[derive(Default)]
+pub(super) struct PageSet {
+    /// By (source index, upstream page): ordered, so a source's pages come in upstream order.
+    pages: BTreeMap<(usize, u64), Arc<CachedPage>>,
+    failures: HashMap<usize, SourceError>,
+    /// Per source, the age of the oldest page served stale.
+    stale: HashMap<usize, Duration>,
+    /// Sources whose earlier facts this request already forgot once.
+    resets: HashSet<usize>,
+    upstream_calls: usize,
+}
+
+impl PageSet {
+    pub fn failed(&self, source_idx: usize) -> bool {
+        self.failures.contains_key(&source_idx)
+    }
+
+    pub fn failure(&self, source_idx: usize) -> Option<&SourceError> {
+        self.failures.get(&source_idx)
+    }
+
+    pub fn stale(&self, source_idx: usize) -> Option<Duration> {
+        self.stale.get(&source_idx).copied()
+    }
+
+    fn fail(&mut self, source_idx: usize, error: SourceError) {
+        self.failures.entry(source_idx).or_insert(error);
+        self.stale.remove(&source_idx);
+    }
+
+    /// The needed pages not in hand, of sources still in the running.
+    pub fn missing(&self, needed: &[(usize, u64)]) -> Vec<(usize, u64)> {
+        needed
+            .iter()
+            .copied()
+            .filter(|key| !self.pages.contains_key(key) && !self.failed(key.0))
+            .collect()
+    }
+
+    fn source_pages(&self, source_idx: usize) -> impl Iterator<Item = (u64, &Arc<CachedPage>)> {
+        self.pages
+            .range((source_idx, 0)..=(source_idx, u64::MAX))
+            .map(|(&(_, page), cached)| (page, cached))
+    }
+
+    pub fn first_missing(&self, source_idx: usize, pages: std::ops::RangeInclusive<u64>) -> Option<u64> {
+        pages
+            .into_iter()
+            .find(|page| !self.pages.contains_key(&(source_idx, *page)))
+    }
+
+    /// Users of a fully read source that match, once all `n_pages` are in hand.
+    pub fn matching_count(&self, source_idx: usize, n_pages: u64, filters: &Filters) -> Option<u64> {
+        (self.source_pages(source_idx).count() as u64 == n_pages).then(|| {
+            self.source_pages(source_idx)
+                .map(|(_, page)| page.page.users.iter().filter(|user| filters.matches(user)).count() as u64)
+                .sum()
+        })
+    }
+
+    /// A fully read source's matching users, in upstream order.
+    pub fn matching(&self, source_idx: usize, filters: &Filters) -> Vec<UserRef> {
+        self.source_pages(source_idx)
+            .flat_map(|(_, page)| {
+                page.page
+                    .users
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, user)| filters.matches(user))
+                    .map(|(idx, _)| UserRef {
+                        page: page.clone(),
+                        idx,
+                    })
+            })
+            .collect()
+    }
+
+    /// The users under the window's slices: a full source's from its matching users, a
+    /// direct source's by position in its upstream pages (whose lengths were checked).
+    pub fn window(&self, slices: &[Slice], states: &[SourceLayout], reads: &[Read<'_>]) -> Vec<UserRef> {
+        let mut users = Vec::new();
+        for slice in slices {
+            match states[slice.source_idx] {
+                SourceLayout::Full { .. } => {
+                    let Some(read) = reads.iter().find(|read| read.source_idx == slice.source_idx) else {
+                        continue;
+                    };
+                    let matching = self.matching(slice.source_idx, read.filters);
+                    users.extend_from_slice(&matching[slice.start as usize..slice.end as usize]);
+                }
+                SourceLayout::Direct { page_size, .. } => {
+                    for (page, idx) in slice.positions(page_size) {
+                        let cached = &self.pages[&(slice.source_idx, page)];
+                        users.push(UserRef {
+                            page: cached.clone(),
+                            idx,
+                        });
+                    }
+                }
+                SourceLayout::Absent | SourceLayout::Unknown => {}
+            }
+        }
+        users
+    }
+
+    /// A completed full read that found only users inside the pushed-down filter proves
+    /// the upstream exact for it: later requests may read that source directly.
+    pub fn learn_full_reads(&self, reads: &[Read<'_>], states: &[SourceLayout], store: &FactsStore) {
+        for read in reads
+            .iter()
+            .filter(|read| read.verifies_filter() && !self.failed(read.source_idx))
+        {
+            let SourceLayout::Full {
+                n_pages,
+                matching: Some(_),
+            } = states[read.source_idx]
+            else {
+                continue;
+            };
+            let all_inside = self.source_pages(read.source_idx).count() as u64 == n_pages
+                && self.source_pages(read.source_idx).all(|(_, page)| {
+                    page.page
+                        .users
+                        .iter()
+                        .all(|user| read.upstream_must_match.matches(user))
+                });
+            if let (true, Some(facts)) = (all_inside, store.peek(&read.query)) {
+                let mut facts = facts.lock().expect("facts lock");
+                if let Some(shape) = facts.shape() {
+                    facts.mark_verified(shape, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Fails the sources still missing pages after too many rounds.
+    pub fn give_up(&mut self, missing: &[(usize, u64)], reads: &[Read<'_>]) {
+        let mut stuck: Vec<usize> = missing.iter().map(|(source_idx, _)| *source_idx).collect();
+        if stuck.is_empty() {
+            stuck = reads.iter().map(|read| read.source_idx).collect();
+        }
+        for source_idx in stuck {
+            self.fail(
+                source_idx,
+                SourceError::bad_response("upstream pages kept contradicting each other while being read"),
+            );
+        }
+    }
+
+    /// Takes in fetched pages, each checked against its source's facts first.
+    pub async fn absorb(
+        &mut self,
+        results: Vec<FetchResult>,
+        reads: &[Read<'_>],
+        cache: &PageCache,
+        store: &FactsStore,
+        generation: u64,
+    ) {
+        let now = Instant::now();
+        // A source whose facts were forgotten in this batch: its other pages of the batch
+        // were checked against nothing, so they wait for the next round.
+        let mut forgotten: HashSet<usize> = HashSet::new();
+        for ((source_idx, page), result) in results {
+            if !matches!(result, Ok((_, Lookup::Hit))) {
+                self.upstream_calls += 1;
+            }
+            let Some(read) = reads.iter().find(|read| read.source_idx == source_idx) else {
+                continue;
+            };
+            if self.failed(source_idx) || forgotten.contains(&source_idx) {
+                continue;
+            }
+            let (cached, lookup) = match result {
+                Ok(found) => found,
+                Err(error) => {
+                    self.fail(source_idx, error);
+                    continue;
+                }
+            };
+            let facts = store.get(&read.query);
+            let verdict =
+                facts
+                    .lock()
+                    .expect("facts lock")
+                    .admit(page, &cached, read.upstream_must_match, generation, now);
+            match verdict {
+                Verdict::Admitted { loose } => {
+                    if loose {
+                        tracing::warn!(
+                            source = %read.query.source,
+                            page,
+                            "upstream matched more loosely than its pushed-down filter; reading it in full from now on"
+                        );
+                    }
+                    if let Lookup::Stale { age } = lookup {
+                        let oldest = self.stale.entry(source_idx).or_insert(age);
+                        *oldest = (*oldest).max(age);
+                    }
+                    self.pages.insert((source_idx, page), cached);
+                    if lookup != Lookup::Hit {
+                        store.reweigh(&read.query, &facts);
+                    }
+                }
+                Verdict::Contradicts(contradiction) => {
+                    tracing::warn!(
+                        source = %read.query.source,
+                        page,
+                        reason = %contradiction.reason,
+                        "upstream pages contradict each other; their facts and pages are dropped"
+                    );
+                    let dropped = facts.lock().expect("facts lock").reset(generation);
+                    store.reweigh(&read.query, &facts);
+                    for dropped_page in dropped.into_iter().chain([page]) {
+                        cache.invalidate(&read.page_key(dropped_page)).await;
+                    }
+                    self.pages.retain(|(idx, _), _| *idx != source_idx);
+                    self.stale.remove(&source_idx);
+                    forgotten.insert(source_idx);
+                    let read_again = contradiction.with_earlier_facts && self.resets.insert(source_idx);
+                    if !read_again {
+                        self.fail(source_idx, SourceError::bad_response(contradiction.reason));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The user with this upstream id on one of these pages.
+    pub fn find(&self, source_idx: usize, pages: &[(usize, u64)], provider_id: &str) -> Option<UserRef> {
+        pages.iter().find_map(|key| {
+            let cached = self.pages.get(key).filter(|_| key.0 == source_idx)?;
+            let idx = cached
+                .page
+                .users
+                .iter()
+                .position(|user| user.provider_id == provider_id)?;
+            Some(UserRef {
+                page: cached.clone(),
+                idx,
+            })
+        })
+    }
+
+    pub fn found(&self, source_idx: usize, user: Option<UserRef>) -> Found {
+        Found {
+            user,
+            upstream_calls: self.upstream_calls,
+            stale: self.stale(source_idx),
+        }
+    }
+
+    /// Upstream calls made, and every page used, in (source, page) order.
+    pub fn into_inputs(self) -> (usize, Vec<Arc<CachedPage>>) {
+        (self.upstream_calls, self.pages.into_values().collect())
+    }
+}
