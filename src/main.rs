@@ -42,10 +42,30 @@ enum Command {
         /// Latency each answer adds, in milliseconds.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
-        /// Fault for Thought Industries: none, an HTTP status (500, 401, 429…), hang, malformed, wrong-shape, oversized, redirect.
+        /// Fault for Thought Industries: none, an HTTP status (500, 401, 429…), hang, malformed,
+        /// wrong-shape, oversized, redirect, reset, trickle, loose-filter[=<from_page>], repeat-ids,
+        /// ignore-page, shifting-total, missing-id[=absent], retry-after[-503]=<value>,
+        /// hang-then-ok[=<n>].
+        ///
+        /// Transport faults: an HTTP status is answered with a small JSON body (Retry-After: 1 on
+        /// 429 and 503); hang never answers; malformed is not JSON; wrong-shape is JSON of another
+        /// shape; oversized is a 32 MiB body; redirect is a 302; reset cuts the body midway;
+        /// trickle sends one byte every 50 ms.
+        ///
+        /// Data faults, a 200 of the documented shape that lies: loose-filter drops the pushed-down
+        /// filter (TI role; TIS email, orgId) from page <from_page> on (default 2), those pages cut
+        /// from the unfiltered list and reporting its total; repeat-ids starts every page from 2 on
+        /// with the last user of the page before; ignore-page answers page 1 (currentPage / page 1)
+        /// whatever was asked; shifting-total reports the true total on page 1 and 5 more on later
+        /// pages; missing-id sends the first user of page 2 with "id": "" (missing-id=absent:
+        /// without an id key).
+        ///
+        /// retry-after=<value> answers 429 (retry-after-503=<value>: 503) with Retry-After: <value>
+        /// verbatim (e.g. 10000000000000000000, -1, an HTTP-date, garbage); hang-then-ok=<n> hangs
+        /// the first n requests (default 1), then answers normally.
         #[arg(long, default_value = "none")]
         ti_fault: Fault,
-        /// Fault for TapIntoSafety (same values).
+        /// Fault for TapIntoSafety (same values as --ti-fault).
         #[arg(long, default_value = "none")]
         tis_fault: Fault,
         /// Seed of the generated users.

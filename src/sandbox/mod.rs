@@ -25,7 +25,7 @@ use url::Url;
 
 use crate::config::SourceConfig;
 use crate::model::{ProviderKind, SourceName};
-pub use faults::{Control, Fault, Received};
+pub use faults::{Control, DataFault, Fault, Received};
 
 /// How to build and where to serve the sandbox.
 #[derive(Debug, Clone)]

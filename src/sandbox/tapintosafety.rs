@@ -1,6 +1,7 @@
 //! Simulated TapIntoSafety `GET /api/v2/users`: bearer auth, 50 per page, `email`
 //! (partial, over username and email), `orgId` (partial), `userId` (a full GUID, else
 //! `400 INVALID_MODEL`).
+//! A [`DataFault`] in the request's extensions makes the page lie (see its docs).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,10 +10,11 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::{authorized, json_response, page_of, page_param, Control};
+use super::{authorized, json_response, page_param, Control, DataFault};
 
 pub const PAGE_SIZE: usize = 50;
 
@@ -43,7 +45,12 @@ fn contains_ci(field: &Value, needle: &str) -> bool {
     field.as_str().is_some_and(|text| text.to_lowercase().contains(needle))
 }
 
-async fn list(State(sim): State<Sim>, headers: HeaderMap, Query(params): Query<BTreeMap<String, String>>) -> Response {
+async fn list(
+    State(sim): State<Sim>,
+    fault: Option<Extension<DataFault>>,
+    headers: HeaderMap,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
     if !authorized(&headers, &sim.control) {
         return json_response(StatusCode::UNAUTHORIZED, &json!({ "message": "Unauthorized" }));
     }
@@ -59,6 +66,9 @@ async fn list(State(sim): State<Sim>, headers: HeaderMap, Query(params): Query<B
     };
     let email = params.get("email").map(|text| text.to_lowercase());
     let org_id = params.get("orgId").map(|text| text.to_lowercase());
+    let same_id = |user: &Value| {
+        user_id.is_none_or(|id| user["id"].as_str().and_then(|text| uuid::Uuid::try_parse(text).ok()) == Some(id))
+    };
     let matching: Vec<&Value> = sim
         .records
         .iter()
@@ -69,18 +79,27 @@ async fn list(State(sim): State<Sim>, headers: HeaderMap, Query(params): Query<B
                 && org_id
                     .as_deref()
                     .is_none_or(|needle| contains_ci(&user["organisationIdentifier"], needle))
-                && user_id
-                    .is_none_or(|id| user["id"].as_str().and_then(|text| uuid::Uuid::try_parse(text).ok()) == Some(id))
+                && same_id(user)
         })
         .collect();
-    let entities = page_of(&matching, page, PAGE_SIZE);
+    // A loose upstream drops the partial-match filters; a GUID lookup stays exact.
+    let unfiltered: Vec<&Value> = sim.records.iter().filter(|user| same_id(user)).collect();
+    let cut = DataFault::cut(
+        fault.map(|Extension(fault)| fault),
+        &matching,
+        &unfiltered,
+        email.is_some() || org_id.is_some(),
+        page,
+        PAGE_SIZE,
+    );
+    let n_entities = cut.users.len();
     json_response(
         StatusCode::OK,
         &json!({
-            "entities": entities,
-            "page": page,
-            "entitiesReturned": entities.len(),
-            "totalEntities": matching.len(),
+            "entities": cut.users,
+            "page": cut.page,
+            "entitiesReturned": n_entities,
+            "totalEntities": cut.total,
             "links": [],
         }),
     )

@@ -8,6 +8,7 @@ mod faults;
 mod helpers;
 mod limits;
 mod load;
+mod misbehaving;
 mod openapi;
 mod paging;
 mod plan;
