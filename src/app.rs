@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::cache::{BodyCache, FactsStore, PageCache};
 use crate::config::Config;
 use crate::execute::Executor;
+use crate::http::serve::ServeOptions;
 use crate::http::{AppState, Shared};
 use crate::providers::client::{build_http_client, ClientLimits, SourceClient};
 use crate::providers::PushdownOptions;
@@ -17,8 +18,8 @@ use crate::query::parse::SourceRef;
 
 pub struct App {
     router: Router,
-    /// How long in-flight requests may take to finish after shutdown is asked for.
-    drain: std::time::Duration,
+    /// Header read timeout and shutdown drain.
+    serve: ServeOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +77,10 @@ impl App {
         });
         Ok(App {
             router: crate::http::router(state, &config.cors_origins, config.max_concurrent_requests),
-            drain: config.shutdown_drain,
+            serve: ServeOptions {
+                header_read_timeout: config.header_read_timeout,
+                drain: config.shutdown_drain,
+            },
         })
     }
 
@@ -85,31 +89,12 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-    /// finish, for at most the drain timeout.
+    /// finish, for at most the drain timeout (see `http::serve`).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (asked, told) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            let _ = asked.send(());
-        };
-        let server = axum::serve(listener, self.router).with_graceful_shutdown(signal);
-        let drain = self.drain;
-        let drain_expired = async move {
-            if told.await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(drain).await;
-        };
-        tokio::select! {
-            served = server => served,
-            () = drain_expired => {
-                tracing::warn!(?drain, "drain timeout reached: closing the connections still open");
-                Ok(())
-            }
-        }
+        crate::http::serve::serve(listener, self.router, self.serve, shutdown).await
     }
 }

@@ -49,6 +49,8 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_drain: Duration,
+    /// A connection that has not sent a complete request head within this is closed (SPEC §6).
+    pub header_read_timeout: Duration,
 }
 
 /// One upstream instance of a provider.
@@ -121,6 +123,7 @@ struct FileConfig {
     breaker_cool_down_secs: Option<u64>,
     max_concurrent_requests: Option<u64>,
     shutdown_drain_secs: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
     #[serde(default)]
     sources: Vec<FileSource>,
 }
@@ -181,9 +184,87 @@ fn split_list(text: &str) -> Vec<String> {
 /// Where settings come from; a closure so tests need not touch the process environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// Reads the real process environment; empty values count as unset.
+/// Reads the real process environment. A blank value is passed on as it is: `Config::load`
+/// treats it as unset, except for `GATEWAY_API_KEYS`, where set-but-blank is an error.
 pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+    std::env::var(name).ok()
+}
+
+/// The range a numeric setting must fall in, checked at load time.
+///
+/// Upper bounds keep arithmetic on the values (`Instant + Duration`, allocation sizes) far
+/// from overflow, and catch a unit mistake (seconds given as milliseconds) at startup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Bounds {
+    fn check(self, name: &str, value: u64) -> Result<u64, ConfigError> {
+        if (self.min..=self.max).contains(&value) {
+            Ok(value)
+        } else {
+            Err(invalid(
+                name,
+                format!("must be from {} to {}, got {value}", self.min, self.max),
+            ))
+        }
+    }
+}
+
+const HOUR_MS: u64 = 3_600_000;
+/// Per-attempt timeouts and the request deadline: at most an hour.
+pub const TIMEOUT_MS: Bounds = Bounds { min: 1, max: HOUR_MS };
+/// One backoff step: at most ten minutes.
+pub const BACKOFF_MS: Bounds = Bounds { min: 1, max: 600_000 };
+/// Cache freshness and stale windows: at most a day.
+pub const WINDOW_SECS: Bounds = Bounds { min: 0, max: 86_400 };
+/// Breaker cool-down and shutdown drain: at most an hour.
+pub const HOUR_SECS: Bounds = Bounds { min: 0, max: 3_600 };
+/// Cache capacity: at most 64 GiB (bodies are memoized in a quarter of it besides).
+pub const CACHE_BYTES: Bounds = Bounds { min: 0, max: 64 << 30 };
+/// Largest upstream body: 1 KiB to 1 GiB.
+pub const BODY_BYTES: Bounds = Bounds {
+    min: 1024,
+    max: 1 << 30,
+};
+pub const CONCURRENCY: Bounds = Bounds { min: 1, max: 1024 };
+pub const RETRIES: Bounds = Bounds { min: 0, max: 10 };
+pub const UPSTREAM_PAGES: Bounds = Bounds { min: 1, max: 100_000 };
+pub const BREAKER_FAILURES: Bounds = Bounds { min: 0, max: 10_000 };
+pub const CONCURRENT_REQUESTS: Bounds = Bounds { min: 1, max: 65_536 };
+/// Header read timeout: longer than ten minutes would let idle connections pile up again.
+pub const HEADER_READ_TIMEOUT_MS: Bounds = Bounds { min: 1, max: 600_000 };
+
+/// `GATEWAY_CACHE_TTL_SECS` -> `cache_ttl_secs`: the TOML key of a setting, for errors
+/// about a value that came from the file.
+fn file_key(env_name: &str) -> String {
+    env_name.trim_start_matches("GATEWAY_").to_ascii_lowercase()
+}
+
+/// Caller keys: unset means no caller auth; set but holding no key is an error, so a
+/// templating slip (`GATEWAY_API_KEYS=""`) cannot silently turn auth off (SPEC §2).
+fn load_api_keys(env: EnvLookup<'_>, file_keys: Option<StringList>) -> Result<Vec<SecretString>, ConfigError> {
+    let (keys, name) = match env("GATEWAY_API_KEYS") {
+        Some(text) => (split_list(&text), "GATEWAY_API_KEYS"),
+        None => match file_keys {
+            Some(list) => (list.into_items(), "api_keys"),
+            None => return Ok(Vec::new()),
+        },
+    };
+    let keys: Vec<SecretString> = keys
+        .into_iter()
+        .filter(|key| !key.is_empty())
+        .map(SecretString::from)
+        .collect();
+    if keys.is_empty() {
+        return Err(invalid(
+            name,
+            "is set but holds no key: give at least one key, or unset it to turn caller auth off",
+        ));
+    }
+    Ok(keys)
 }
 
 impl Config {
@@ -208,66 +289,104 @@ impl Config {
                 .map_err(|_| invalid("GATEWAY_LISTEN_ADDR", format!("{text:?} is not an address:port")))?,
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
-        let number = |name: &str, file_value: Option<u64>, default: u64, min: u64| -> Result<u64, ConfigError> {
-            let value = match env_or(name) {
-                Some(text) => text
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| invalid(name, format!("{text:?} is not a whole number")))?,
-                None => file_value.unwrap_or(default),
+        let number = |name: &str, file_value: Option<u64>, default: u64, bounds: Bounds| -> Result<u64, ConfigError> {
+            let (value, shown_name) = match env_or(name) {
+                Some(text) => {
+                    let value = text
+                        .trim()
+                        .parse::<u64>()
+                        .map_err(|_| invalid(name, format!("{text:?} is not a whole number")))?;
+                    (value, name.to_owned())
+                }
+                None => match file_value {
+                    Some(value) => (value, file_key(name)),
+                    None => (default, name.to_owned()),
+                },
             };
-            if value < min {
-                return Err(invalid(name, format!("must be at least {min}")));
-            }
-            Ok(value)
+            bounds.check(&shown_name, value)
         };
-        let cache_ttl = Duration::from_secs(number("GATEWAY_CACHE_TTL_SECS", file.cache_ttl_secs, 60, 0)?);
-        let cache_max_bytes = number("GATEWAY_CACHE_MAX_BYTES", file.cache_max_bytes, 64 * 1024 * 1024, 0)?;
+        let cache_ttl = Duration::from_secs(number("GATEWAY_CACHE_TTL_SECS", file.cache_ttl_secs, 60, WINDOW_SECS)?);
+        let cache_max_bytes = number(
+            "GATEWAY_CACHE_MAX_BYTES",
+            file.cache_max_bytes,
+            64 * 1024 * 1024,
+            CACHE_BYTES,
+        )?;
         let upstream_timeout = Duration::from_millis(number(
             "GATEWAY_UPSTREAM_TIMEOUT_MS",
             file.upstream_timeout_ms,
             5000,
-            1,
+            TIMEOUT_MS,
         )?);
-        let upstream_concurrency =
-            number("GATEWAY_UPSTREAM_CONCURRENCY", file.upstream_concurrency, 8, 1)?.min(1024) as usize;
+        let upstream_concurrency = number(
+            "GATEWAY_UPSTREAM_CONCURRENCY",
+            file.upstream_concurrency,
+            8,
+            CONCURRENCY,
+        )? as usize;
         let upstream_max_body_bytes = number(
             "GATEWAY_UPSTREAM_MAX_BODY_BYTES",
             file.upstream_max_body_bytes,
             16 * 1024 * 1024,
-            1024,
-        )?
-        .min(1 << 30) as usize;
-        let stale_if_error =
-            Duration::from_secs(number("GATEWAY_STALE_IF_ERROR_SECS", file.stale_if_error_secs, 300, 0)?);
+            BODY_BYTES,
+        )? as usize;
+        let stale_if_error = Duration::from_secs(number(
+            "GATEWAY_STALE_IF_ERROR_SECS",
+            file.stale_if_error_secs,
+            300,
+            WINDOW_SECS,
+        )?);
 
-        let max_upstream_pages = number("GATEWAY_MAX_UPSTREAM_PAGES", file.max_upstream_pages, 1000, 1)?;
-        let upstream_retries = number("GATEWAY_UPSTREAM_RETRIES", file.upstream_retries, 2, 0)?.min(10) as usize;
-        let upstream_backoff =
-            Duration::from_millis(number("GATEWAY_UPSTREAM_BACKOFF_MS", file.upstream_backoff_ms, 100, 1)?);
+        let max_upstream_pages = number(
+            "GATEWAY_MAX_UPSTREAM_PAGES",
+            file.max_upstream_pages,
+            1000,
+            UPSTREAM_PAGES,
+        )?;
+        let upstream_retries = number("GATEWAY_UPSTREAM_RETRIES", file.upstream_retries, 2, RETRIES)? as usize;
+        let upstream_backoff = Duration::from_millis(number(
+            "GATEWAY_UPSTREAM_BACKOFF_MS",
+            file.upstream_backoff_ms,
+            100,
+            BACKOFF_MS,
+        )?);
         let upstream_backoff_max = Duration::from_millis(number(
             "GATEWAY_UPSTREAM_BACKOFF_MAX_MS",
             file.upstream_backoff_max_ms,
             2000,
-            1,
+            BACKOFF_MS,
         )?);
         let request_deadline = Duration::from_millis(number(
             "GATEWAY_REQUEST_DEADLINE_MS",
             file.request_deadline_ms,
             15_000,
-            1,
+            TIMEOUT_MS,
         )?);
-        let breaker_failures = number("GATEWAY_BREAKER_FAILURES", file.breaker_failures, 5, 0)?.min(1_000_000) as u32;
+        let breaker_failures = number("GATEWAY_BREAKER_FAILURES", file.breaker_failures, 5, BREAKER_FAILURES)? as u32;
         let breaker_cool_down = Duration::from_secs(number(
             "GATEWAY_BREAKER_COOL_DOWN_SECS",
             file.breaker_cool_down_secs,
             10,
-            0,
+            HOUR_SECS,
         )?);
-        let max_concurrent_requests =
-            number("GATEWAY_MAX_CONCURRENT_REQUESTS", file.max_concurrent_requests, 512, 1)?.min(1 << 20) as usize;
-        let shutdown_drain =
-            Duration::from_secs(number("GATEWAY_SHUTDOWN_DRAIN_SECS", file.shutdown_drain_secs, 30, 0)?);
+        let max_concurrent_requests = number(
+            "GATEWAY_MAX_CONCURRENT_REQUESTS",
+            file.max_concurrent_requests,
+            512,
+            CONCURRENT_REQUESTS,
+        )? as usize;
+        let shutdown_drain = Duration::from_secs(number(
+            "GATEWAY_SHUTDOWN_DRAIN_SECS",
+            file.shutdown_drain_secs,
+            30,
+            HOUR_SECS,
+        )?);
+        let header_read_timeout = Duration::from_millis(number(
+            "GATEWAY_HEADER_READ_TIMEOUT_MS",
+            file.header_read_timeout_ms,
+            30_000,
+            HEADER_READ_TIMEOUT_MS,
+        )?);
         let ti_role_pushdown = match env_or("GATEWAY_TI_ROLE_PUSHDOWN") {
             Some(text) => match text.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => true,
@@ -277,14 +396,7 @@ impl Config {
             None => file.ti_role_pushdown.unwrap_or(true),
         };
 
-        let api_keys: Vec<SecretString> = match env_or("GATEWAY_API_KEYS") {
-            Some(text) => split_list(&text),
-            None => file.api_keys.map(StringList::into_items).unwrap_or_default(),
-        }
-        .into_iter()
-        .filter(|key| !key.is_empty())
-        .map(SecretString::from)
-        .collect();
+        let api_keys = load_api_keys(env, file.api_keys)?;
 
         let cors_list = match env_or("GATEWAY_CORS_ORIGINS") {
             Some(text) => split_list(&text),
@@ -336,6 +448,7 @@ impl Config {
             breaker_cool_down,
             max_concurrent_requests,
             shutdown_drain,
+            header_read_timeout,
         })
     }
 }
@@ -469,6 +582,7 @@ impl fmt::Display for Config {
         writeln!(f, "stale_if_error_secs = {}", self.stale_if_error.as_secs())?;
         writeln!(f, "max_concurrent_requests = {}", self.max_concurrent_requests)?;
         writeln!(f, "shutdown_drain_secs = {}", self.shutdown_drain.as_secs())?;
+        writeln!(f, "header_read_timeout_ms = {}", self.header_read_timeout.as_millis())?;
         writeln!(
             f,
             "api_keys = {}",
@@ -673,5 +787,153 @@ mod tests {
             .unwrap_err();
             assert!(error.to_string().contains(name), "{error}");
         }
+    }
+    const TIS: [(&str, &str); 2] = [
+        ("TAPINTOSAFETY_BASE_URL", "https://tis.example"),
+        ("TAPINTOSAFETY_API_KEY", "k"),
+    ];
+
+    fn load_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut all = TIS.to_vec();
+        all.extend_from_slice(vars);
+        load_with(&all, None)
+    }
+
+    #[test]
+    fn blank_api_keys_refuse_to_start() {
+        for blank in ["", " ", " , ", ",,", "\t,\n"] {
+            let message = load_env(&[("GATEWAY_API_KEYS", blank)]).unwrap_err().to_string();
+            assert!(
+                message.contains("GATEWAY_API_KEYS") && message.contains("holds no key"),
+                "{blank:?}: {message}"
+            );
+        }
+        let tis_file = "[[sources]]\nprovider = \"tapintosafety\"\nbase_url = \"https://a.example\"\napi_key = \"k\"\n";
+        for keys in [
+            "api_keys = \"\"",
+            "api_keys = \" , \"",
+            "api_keys = []",
+            "api_keys = [\" \", \"\"]",
+        ] {
+            let file = format!("{keys}\n{tis_file}");
+            let message = load_with(&[], Some(&file)).unwrap_err().to_string();
+            assert!(
+                message.contains("api_keys") && message.contains("holds no key"),
+                "{keys}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn api_keys_unset_means_no_auth_and_blanks_between_keys_are_dropped() {
+        assert!(load_env(&[]).unwrap().api_keys.is_empty());
+        let config = load_env(&[("GATEWAY_API_KEYS", " one , ,two ")]).unwrap();
+        let keys: Vec<_> = config
+            .api_keys
+            .iter()
+            .map(|key| key.expose_secret().to_owned())
+            .collect();
+        assert_eq!(keys, ["one", "two"]);
+    }
+
+    #[test]
+    fn blank_api_keys_in_the_env_win_over_file_keys() {
+        let file = "api_keys = [\"file-key\"]\n[[sources]]\nprovider = \"tapintosafety\"\nbase_url = \"https://a.example\"\napi_key = \"k\"\n";
+        let message = load_with(&[("GATEWAY_API_KEYS", " ")], Some(file))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("GATEWAY_API_KEYS"), "{message}");
+        assert!(!message.contains("file-key"), "{message}");
+    }
+
+    /// A numeric setting, its bounds, and the loaded value it shows up as.
+    type Setting = (&'static str, Bounds, fn(&Config) -> u128);
+
+    /// Every numeric setting.
+    fn bounded_settings() -> Vec<Setting> {
+        vec![
+            ("GATEWAY_CACHE_TTL_SECS", WINDOW_SECS, |c| c.cache_ttl.as_secs().into()),
+            ("GATEWAY_CACHE_MAX_BYTES", CACHE_BYTES, |c| c.cache_max_bytes.into()),
+            ("GATEWAY_UPSTREAM_TIMEOUT_MS", TIMEOUT_MS, |c| {
+                c.upstream_timeout.as_millis()
+            }),
+            ("GATEWAY_UPSTREAM_CONCURRENCY", CONCURRENCY, |c| {
+                c.upstream_concurrency as u128
+            }),
+            ("GATEWAY_UPSTREAM_MAX_BODY_BYTES", BODY_BYTES, |c| {
+                c.upstream_max_body_bytes as u128
+            }),
+            ("GATEWAY_STALE_IF_ERROR_SECS", WINDOW_SECS, |c| {
+                c.stale_if_error.as_secs().into()
+            }),
+            ("GATEWAY_MAX_UPSTREAM_PAGES", UPSTREAM_PAGES, |c| {
+                c.max_upstream_pages.into()
+            }),
+            ("GATEWAY_UPSTREAM_RETRIES", RETRIES, |c| c.upstream_retries as u128),
+            ("GATEWAY_UPSTREAM_BACKOFF_MS", BACKOFF_MS, |c| {
+                c.upstream_backoff.as_millis()
+            }),
+            ("GATEWAY_UPSTREAM_BACKOFF_MAX_MS", BACKOFF_MS, |c| {
+                c.upstream_backoff_max.as_millis()
+            }),
+            ("GATEWAY_REQUEST_DEADLINE_MS", TIMEOUT_MS, |c| {
+                c.request_deadline.as_millis()
+            }),
+            ("GATEWAY_BREAKER_FAILURES", BREAKER_FAILURES, |c| {
+                c.breaker_failures.into()
+            }),
+            ("GATEWAY_BREAKER_COOL_DOWN_SECS", HOUR_SECS, |c| {
+                c.breaker_cool_down.as_secs().into()
+            }),
+            ("GATEWAY_MAX_CONCURRENT_REQUESTS", CONCURRENT_REQUESTS, |c| {
+                c.max_concurrent_requests as u128
+            }),
+            ("GATEWAY_SHUTDOWN_DRAIN_SECS", HOUR_SECS, |c| {
+                c.shutdown_drain.as_secs().into()
+            }),
+            ("GATEWAY_HEADER_READ_TIMEOUT_MS", HEADER_READ_TIMEOUT_MS, |c| {
+                c.header_read_timeout.as_millis()
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_number_is_bounded_and_the_error_names_the_range() {
+        for (name, bounds, loaded) in bounded_settings() {
+            for edge in [bounds.min, bounds.max] {
+                let config = load_env(&[(name, &edge.to_string())]).unwrap_or_else(|e| panic!("{name}={edge}: {e}"));
+                assert_eq!(loaded(&config), u128::from(edge), "{name}");
+            }
+            let mut outside = vec![bounds.max + 1, u64::MAX];
+            if bounds.min > 0 {
+                outside.push(bounds.min - 1);
+            }
+            for value in outside {
+                let message = load_env(&[(name, &value.to_string())]).unwrap_err().to_string();
+                let range = format!("from {} to {}", bounds.min, bounds.max);
+                assert!(
+                    message.contains(name) && message.contains(&range) && message.contains(&value.to_string()),
+                    "{name}={value}: {message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_value_out_of_range_names_the_file_key() {
+        let file = "request_deadline_ms = 18446744073709551615\n[[sources]]\nprovider = \"tapintosafety\"\nbase_url = \"https://a.example\"\napi_key = \"k\"\n";
+        // TOML integers are i64: the largest u64 does not even parse, and says so.
+        assert!(load_with(&[], Some(file)).is_err());
+        let file = file.replace("18446744073709551615", "9223372036854775807");
+        let message = load_with(&[], Some(&file)).unwrap_err().to_string();
+        assert!(
+            message.contains("request_deadline_ms") && message.contains("from 1 to 3600000"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_header_read_timeout_defaults_to_thirty_seconds() {
+        assert_eq!(load_env(&[]).unwrap().header_read_timeout, Duration::from_secs(30));
     }
 }

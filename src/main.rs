@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use users_gateway::app::App;
-use users_gateway::config::{process_env, Config};
+use users_gateway::config::{process_env, Config, LogFormat};
 use users_gateway::sandbox::{Fault, Sandbox, SandboxOptions};
 use users_gateway::telemetry;
 
@@ -84,9 +84,21 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("users-gateway: {message}");
+            report_failure(&message);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// In JSON log mode every output line is JSON, a failure to start included; the mode is
+/// taken from the environment when the config itself could not be loaded.
+fn report_failure(message: &str) {
+    let json_wanted = process_env("GATEWAY_LOG_FORMAT").is_some_and(|format| format.trim() == "json");
+    if telemetry::json_logs() || json_wanted {
+        telemetry::init_tracing(LogFormat::Json);
+        tracing::error!(error = %message, "users-gateway cannot run");
+    } else {
+        eprintln!("users-gateway: {message}");
     }
 }
 
@@ -140,15 +152,38 @@ async fn run_gateway(cli: Cli) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {} (set GATEWAY_LISTEN_ADDR): {e}", config.listen_addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, sources = config.sources.len(), "users-gateway listening");
-    if let Some(sandbox) = &sandbox {
-        println!(
-            "users-gateway demo: sandbox upstreams on {} (thoughtindustries) and {} (tapintosafety)",
-            sandbox.ti.base_url, sandbox.tis.base_url
-        );
-    }
-    println!("Swagger UI: http://{addr}/docs");
-    println!("Try:        curl -i 'http://{addr}/users?per_page=5'");
+    print_banner(config.log_format, addr, sandbox.as_ref());
     app.serve(listener, shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+/// Where to look and what to try. In JSON log mode it is log events, so that every line of
+/// output stays JSON; otherwise plain lines for a person.
+fn print_banner(format: LogFormat, addr: SocketAddr, sandbox: Option<&Sandbox>) {
+    let docs = format!("http://{addr}/docs");
+    let try_curl = format!("curl -i 'http://{addr}/users?per_page=5'");
+    match format {
+        LogFormat::Json => {
+            if let Some(sandbox) = sandbox {
+                tracing::info!(
+                    thoughtindustries = %sandbox.ti.base_url,
+                    tapintosafety = %sandbox.tis.base_url,
+                    "users-gateway demo: sandbox upstreams"
+                );
+            }
+            tracing::info!(url = %docs, "Swagger UI");
+            tracing::info!(command = %try_curl, "Try");
+        }
+        LogFormat::Pretty => {
+            if let Some(sandbox) = sandbox {
+                println!(
+                    "users-gateway demo: sandbox upstreams on {} (thoughtindustries) and {} (tapintosafety)",
+                    sandbox.ti.base_url, sandbox.tis.base_url
+                );
+            }
+            println!("Swagger UI: {docs}");
+            println!("Try:        {try_curl}");
+        }
+    }
 }
 
 async fn run_sandbox(

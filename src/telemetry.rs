@@ -19,14 +19,25 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 use crate::model::SourceName;
 
+/// Whether this process logs JSON: then every line it writes must be JSON (SPEC §2).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Sets up logging once per process; later calls (tests) are no-ops.
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
+    if installed.is_ok() && format == LogFormat::Json {
+        JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// True once `init_tracing` installed JSON logging: other output must then be log events too.
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();

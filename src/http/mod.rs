@@ -2,7 +2,8 @@
 //!
 //! Layers, outer → inner:
 //! 1. `telemetry::observe`: request id, span, access log, HTTP metrics.
-//! 2. `request_limits`: URI and header sizes (414 / 431 problems).
+//! 2. `request_limits`: target length, header count and size (414 / 431 problems), and the
+//!    heads `serve`'s guard cut short.
 //! 3. CORS (only when `GATEWAY_CORS_ORIGINS` is set).
 //! 4. Catch-panic: a bug answers 500 problem+json instead of dropping the connection.
 //! 5. Routes. `/users*` also pass, outer → inner, load shedding (at most
@@ -14,6 +15,7 @@ pub mod ops;
 pub mod plan;
 pub mod problem;
 pub mod render;
+pub mod serve;
 pub mod users;
 
 use std::ops::Deref;
@@ -75,9 +77,11 @@ impl Deref for AppState {
 }
 
 /// Longest request target accepted; real queries are far shorter.
-const MAX_URI_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
 /// Largest total of header names and values accepted.
-const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Most header fields accepted in one request (hyper's own default; browsers send ~20).
+pub(crate) const MAX_HEADER_COUNT: usize = 100;
 
 pub fn router(state: AppState, cors: &CorsOrigins, max_concurrent_requests: usize) -> Router {
     // One semaphore for every /users* route (route layers are cloned per route).
@@ -145,9 +149,25 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
 
 /// Bounds what a request may carry before any handler reads it.
 async fn request_limits(request: Request, next: Next) -> Response {
-    let uri_bytes = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
-    if uri_bytes > MAX_URI_BYTES {
+    if let Some(&cut) = request.extensions().get::<serve::HeadCut>() {
+        // The head was cut short and its rest dropped: this connection cannot go on.
+        let error = match cut {
+            serve::HeadCut::MethodTooLong => problem::Error::MethodNotAllowed,
+            serve::HeadCut::TargetTooLong => problem::Error::UriTooLong(MAX_URI_BYTES),
+            serve::HeadCut::TooManyHeaders => problem::Error::TooManyHeaders(MAX_HEADER_COUNT),
+            serve::HeadCut::HeadersTooLarge => problem::Error::HeadersTooLarge(MAX_HEADER_BYTES),
+        };
+        let mut response = error.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    if target_len(request.uri()) > MAX_URI_BYTES {
         return problem::Error::UriTooLong(MAX_URI_BYTES).into_response();
+    }
+    if request.headers().len() > MAX_HEADER_COUNT {
+        return problem::Error::TooManyHeaders(MAX_HEADER_COUNT).into_response();
     }
     let header_bytes: usize = request
         .headers()
@@ -158,6 +178,14 @@ async fn request_limits(request: Request, next: Next) -> Response {
         return problem::Error::HeadersTooLarge(MAX_HEADER_BYTES).into_response();
     }
     next.run(request).await
+}
+
+/// The request target as sent: path and query, plus scheme and authority in absolute form.
+fn target_len(uri: &axum::http::Uri) -> usize {
+    let scheme = uri.scheme_str().map_or(0, |scheme| scheme.len() + "://".len());
+    let authority = uri.authority().map_or(0, |authority| authority.as_str().len());
+    let path_and_query = uri.path_and_query().map_or(0, |target| target.as_str().len());
+    scheme + authority + path_and_query
 }
 
 /// Byte comparison whose time does not depend on where the inputs differ.

@@ -29,6 +29,8 @@ pub enum Error {
     UriTooLong(usize),
     /// 431: the headers add up to more than this many bytes.
     HeadersTooLarge(usize),
+    /// 431: more than this many header fields.
+    TooManyHeaders(usize),
     /// 422: answering would read more upstream pages than the configured ceiling.
     TooManyPages(String),
 }
@@ -85,7 +87,7 @@ impl Error {
             Error::TooManyPages(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,
-            Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::HeadersTooLarge(_) | Error::TooManyHeaders(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -160,6 +162,13 @@ impl Error {
                 "headers-too-large",
                 "Request headers too large",
                 format!("the request headers may add up to at most {limit} bytes"),
+                None,
+                None,
+            ),
+            Error::TooManyHeaders(limit) => (
+                "headers-too-large",
+                "Request headers too large",
+                format!("a request may carry at most {limit} header fields"),
                 None,
                 None,
             ),

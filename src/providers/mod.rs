@@ -7,6 +7,7 @@
 
 pub mod breaker;
 pub mod client;
+pub(crate) mod redact;
 pub mod tapintosafety;
 pub mod thoughtindustries;
 
@@ -163,39 +164,6 @@ fn serde_position(error: &serde_json::Error) -> String {
     )
 }
 
-/// Field names whose values are credentials, redacted from `raw` at any depth.
-/// TI documents `secretKey` inside a user's `client` and `adminClients`.
-const SECRET_FIELDS: [&str; 5] = ["secretkey", "secret", "password", "apikey", "token"];
-
-/// The record with credential-looking fields set to `"***"`: `include=raw` must not hand a
-/// tenant's secrets to callers. Records without such a field are kept byte for byte.
-pub(crate) fn redact_secrets(raw: Box<serde_json::value::RawValue>) -> Box<serde_json::value::RawValue> {
-    let text = raw.get().to_ascii_lowercase();
-    if !SECRET_FIELDS.iter().any(|field| text.contains(field)) {
-        return raw;
-    }
-    fn walk(value: &mut serde_json::Value) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (key, inner) in map.iter_mut() {
-                    if SECRET_FIELDS.contains(&key.to_ascii_lowercase().as_str()) && !inner.is_null() {
-                        *inner = serde_json::Value::String("***".to_owned());
-                    } else {
-                        walk(inner);
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
-        return raw;
-    };
-    walk(&mut value);
-    serde_json::value::to_raw_value(&value).unwrap_or(raw)
-}
-
 /// Deserializes one record, hiding serde's text (it may quote upstream values) from callers.
 fn parse_record<T: serde::de::DeserializeOwned>(
     source: &SourceName,
@@ -221,7 +189,11 @@ pub(crate) fn normalize_records<W: serde::de::DeserializeOwned>(
         .enumerate()
         .map(|(record_idx, raw)| {
             let wire: W = parse_record(source, record_idx, &raw)?;
-            Ok(normalize(source, wire, redact_secrets(raw)))
+            // Fails closed: a record that cannot be redacted is never passed on.
+            let raw = redact::redact_credentials(raw).map_err(|_| {
+                SourceError::bad_response(format!("user record {record_idx} could not be checked for credentials"))
+            })?;
+            Ok(normalize(source, wire, raw))
         })
         .collect()
 }

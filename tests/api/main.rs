@@ -6,6 +6,7 @@ mod cli;
 mod errors;
 mod faults;
 mod helpers;
+mod hostile;
 mod limits;
 mod load;
 mod misbehaving;

@@ -62,8 +62,9 @@ impl Drop for Proc {
 fn url_after(output: &str, label: &str) -> String {
     let line = output.lines().find(|l| l.contains(label)).unwrap();
     let start = line.find("http://").unwrap();
+    // Plain banner lines end the URL with whitespace, JSON log lines with a quote.
     line[start..]
-        .split_whitespace()
+        .split(|c: char| c.is_whitespace() || c == '"')
         .next()
         .unwrap()
         .trim_end_matches('/')
