@@ -66,6 +66,9 @@ pub struct Contradiction {
     /// The facts contradicted were learned by another request: the upstream data may simply
     /// have changed since, so the request may forget them and read again (once).
     pub with_earlier_facts: bool,
+    /// The other upstream page involved, when the contradiction is between two pages: a
+    /// request that reads again reads both, so the contradiction cannot hide.
+    pub other_page: Option<u64>,
 }
 
 /// How a page fared against the facts.
@@ -156,6 +159,7 @@ impl SourceFacts {
             Verdict::Contradicts(Contradiction {
                 reason,
                 with_earlier_facts: false,
+                other_page: None,
             })
         };
         if let Some(echoed) = upstream.echoed_page.filter(|echoed| *echoed != page_no) {
@@ -182,6 +186,7 @@ impl SourceFacts {
             Verdict::Contradicts(Contradiction {
                 reason,
                 with_earlier_facts: earlier,
+                other_page: None,
             })
         };
         match self.shape {
@@ -220,9 +225,13 @@ impl SourceFacts {
             .iter()
             .find_map(|id| self.owners.get(id).copied().filter(|other| *other != page_no))
         {
-            return against_facts(format!(
-                "the same user id is on upstream pages {other} and {page_no}: a user would be served twice"
-            ));
+            return Verdict::Contradicts(Contradiction {
+                reason: format!(
+                    "the same user id is on upstream pages {other} and {page_no}: a user would be served twice"
+                ),
+                with_earlier_facts: earlier,
+                other_page: Some(other),
+            });
         }
 
         if self.shape.is_none() {
@@ -255,6 +264,25 @@ impl SourceFacts {
             },
         );
         Verdict::Admitted { loose }
+    }
+
+    /// Keeps the ids of a page that was refused, so a later request that reads a page
+    /// sharing them sees the contradiction too (the page itself is never taken as checked).
+    pub fn remember_ids(&mut self, page_no: u64, page: &CachedPage) {
+        if self.pages.contains_key(&page_no) {
+            return;
+        }
+        let ids: Box<[u64]> = page
+            .page
+            .users
+            .iter()
+            .filter(|user| !user.provider_id.is_empty())
+            .map(|user| id_hash(&user.provider_id))
+            .collect();
+        for id in ids.iter() {
+            self.owners.entry(*id).or_insert(page_no);
+        }
+        self.pages.insert(page_no, PageFacts { page: Weak::new(), ids });
     }
 
     /// A full read of `shape` found no user outside the pushed-down filter.

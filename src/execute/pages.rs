@@ -31,6 +31,9 @@ pub(super) struct PageSet {
     stale: HashMap<usize, Duration>,
     /// Sources whose earlier facts this request already forgot once.
     resets: HashSet<usize>,
+    /// Pages read again beside the layout's, to recheck a contradiction after forgetting
+    /// the facts it was found against.
+    recheck: Vec<(usize, u64)>,
     upstream_calls: usize,
 }
 
@@ -52,13 +55,17 @@ impl PageSet {
         self.stale.remove(&source_idx);
     }
 
-    /// The needed pages not in hand, of sources still in the running.
+    /// The needed pages (and pages to recheck) not in hand, of sources still in the running.
     pub fn missing(&self, needed: &[(usize, u64)]) -> Vec<(usize, u64)> {
-        needed
+        let mut missing: Vec<(usize, u64)> = needed
             .iter()
+            .chain(&self.recheck)
             .copied()
             .filter(|key| !self.pages.contains_key(key) && !self.failed(key.0))
-            .collect()
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        missing
     }
 
     fn source_pages(&self, source_idx: usize) -> impl Iterator<Item = (u64, &Arc<CachedPage>)> {
@@ -232,16 +239,31 @@ impl PageSet {
                         reason = %contradiction.reason,
                         "upstream pages contradict each other; their facts and pages are dropped"
                     );
-                    let dropped = facts.lock().expect("facts lock").reset(generation);
+                    let read_again = contradiction.with_earlier_facts && self.resets.insert(source_idx);
+                    let involved = [Some(page), contradiction.other_page];
+                    let dropped = {
+                        let mut facts = facts.lock().expect("facts lock");
+                        if read_again {
+                            // The upstream may simply have changed since: forget, read again.
+                            facts.reset(generation)
+                        } else {
+                            // Kept, with the refused page's ids: a later request reading a page
+                            // that shares them sees the contradiction as well.
+                            facts.remember_ids(page, &cached);
+                            Vec::new()
+                        }
+                    };
                     store.reweigh(&read.query, &facts);
-                    for dropped_page in dropped.into_iter().chain([page]) {
+                    for dropped_page in dropped.into_iter().chain(involved.into_iter().flatten()) {
                         cache.invalidate(&read.page_key(dropped_page)).await;
                     }
                     self.pages.retain(|(idx, _), _| *idx != source_idx);
                     self.stale.remove(&source_idx);
                     forgotten.insert(source_idx);
-                    let read_again = contradiction.with_earlier_facts && self.resets.insert(source_idx);
-                    if !read_again {
+                    if read_again {
+                        self.recheck
+                            .extend(involved.into_iter().flatten().map(|page| (source_idx, page)));
+                    } else {
                         self.fail(source_idx, SourceError::bad_response(contradiction.reason));
                     }
                 }

@@ -30,6 +30,8 @@ struct Envelope {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireUser {
+    /// Missing or empty, the page is refused by its consistency check ("has no id").
+    #[serde(default)]
     id: String,
     #[serde(default)]
     username: Option<String>,

@@ -46,6 +46,8 @@ struct PageInfo {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireUser {
+    /// Missing or empty, the page is refused by its consistency check ("has no id").
+    #[serde(default)]
     id: String,
     #[serde(default)]
     email: Option<String>,

@@ -66,21 +66,19 @@ pub enum Fault {
 /// a page size is TI's `perPage` (40 by default) or TIS's 50.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataFault {
-    /// The pushed-down filter is dropped from page `from_page` on (TI: `role`; TIS: `email`
-    /// and `orgId`, while `userId` stays exact).
-    /// Pages before `from_page` are cut from the filtered list and report its total
-    /// (TI `pageInfo.total`, `hasMore`; TIS `totalEntities`); pages from `from_page` on are
-    /// cut, at the same page size, from the unfiltered list and report the unfiltered total,
-    /// as an upstream whose search falls back to a plain listing would.
-    /// With `from_page: 1` every page is unfiltered and the total never changes, so only
-    /// re-applying the filter shows the looseness.
+    /// The pushed-down filter matches more loosely than documented (TI: `role`; TIS: `email`
+    /// and `orgId`, while `userId` stays exact), consistently: the upstream's list is every
+    /// matching user plus the non-matching ones that come after its first `from_page - 1`
+    /// pages of matching users, and every page reports that list's total (TI
+    /// `pageInfo.total`, `hasMore`; TIS `totalEntities`). So pages before `from_page` look
+    /// exact and the looseness shows from `from_page` on, as a forward walk meets it; only
+    /// re-applying the filter reveals it. With `from_page: 1` the filter is ignored outright.
     /// Requests that send no such filter are answered truthfully.
     /// CLI: `loose-filter` (`from_page` 2) or `loose-filter=<from_page>`.
     LooseFilter { from_page: usize },
-    /// Every page from 2 on is cut one record early, as if a user had been inserted at the
-    /// front between requests: page N starts with the last user of page N-1, so that user is
-    /// served twice and the list's last user is never reached when the last page is full.
-    /// Totals stay true.
+    /// Every page from 2 on opens with the last user of page N-1 in place of its own first,
+    /// as an upstream whose order shifts between requests would: that user is on two pages
+    /// and the one it replaced on none. Totals and page lengths stay true.
     /// CLI: `repeat-ids`.
     RepeatIds,
     /// `page` is ignored: every answer is page 1, claiming `currentPage: 1` (TI) / `page: 1`
@@ -187,18 +185,35 @@ impl DataFault {
         };
         match fault {
             None => truthful(matching, page),
-            Some(DataFault::LooseFilter { from_page }) if filter_sent && page >= from_page => {
-                truthful(unfiltered, page)
+            Some(DataFault::LooseFilter { from_page }) if filter_sent => {
+                // A consistently wider filter: every user that matches, plus the ones that do
+                // not but come after the first `from_page - 1` pages of matching users. Each
+                // page agrees on the total, and the first pages look exact.
+                let matching_ids: std::collections::HashSet<*const Value> =
+                    matching.iter().map(|user| *user as *const Value).collect();
+                let clean = from_page.saturating_sub(1).saturating_mul(size);
+                let mut seen = 0usize;
+                let widened: Vec<&'a Value> = unfiltered
+                    .iter()
+                    .copied()
+                    .filter(|user| {
+                        let matches = matching_ids.contains(&(*user as *const Value));
+                        seen += usize::from(matches);
+                        matches || seen >= clean
+                    })
+                    .collect();
+                truthful(&widened, page)
             }
             Some(DataFault::LooseFilter { .. }) => truthful(matching, page),
             Some(DataFault::RepeatIds) if page >= 2 => {
-                let start = (page - 1).saturating_mul(size).saturating_sub(1).min(matching.len());
-                let end = start.saturating_add(size).min(matching.len());
-                Cut {
-                    users: matching[start..end].iter().map(|user| Cow::Borrowed(*user)).collect(),
-                    page,
-                    total: matching.len(),
+                let mut cut = truthful(matching, page);
+                let previous_last = (page - 1).saturating_mul(size).checked_sub(1);
+                if let (Some(first), Some(last)) =
+                    (cut.users.first_mut(), previous_last.and_then(|at| matching.get(at)))
+                {
+                    *first = Cow::Borrowed(*last);
                 }
+                cut
             }
             Some(DataFault::RepeatIds) => truthful(matching, page),
             Some(DataFault::IgnorePage) => truthful(matching, 1),
@@ -604,11 +619,12 @@ mod tests {
     }
 
     #[test]
-    fn a_loose_filter_cuts_later_pages_from_the_unfiltered_list() {
+    fn a_loose_filter_widens_consistently_from_a_page_on() {
         let loose = Some(DataFault::LooseFilter { from_page: 2 });
-        assert_eq!(cut_of(loose, true, 1), expect(&["u0", "u2"], 1, 5));
-        assert_eq!(cut_of(loose, true, 2), expect(&["u2", "u3"], 2, 10));
-        assert_eq!(cut_of(loose, true, 5), expect(&["u8", "u9"], 5, 10));
+        // u1 comes before the second matching user, so it is left out: pages agree on 9.
+        assert_eq!(cut_of(loose, true, 1), expect(&["u0", "u2"], 1, 9));
+        assert_eq!(cut_of(loose, true, 2), expect(&["u3", "u4"], 2, 9));
+        assert_eq!(cut_of(loose, true, 5), expect(&["u9"], 5, 9));
         assert_eq!(
             cut_of(loose, false, 2),
             expect(&["u2", "u3"], 2, 10),
@@ -622,11 +638,11 @@ mod tests {
     fn contradictions() {
         let repeat = Some(DataFault::RepeatIds);
         assert_eq!(cut_of(repeat, false, 1), expect(&["u0", "u1"], 1, 10));
-        assert_eq!(cut_of(repeat, false, 2), expect(&["u1", "u2"], 2, 10));
+        assert_eq!(cut_of(repeat, false, 2), expect(&["u1", "u3"], 2, 10));
         assert_eq!(
             cut_of(repeat, false, 5),
-            expect(&["u7", "u8"], 5, 10),
-            "u9 is never reached"
+            expect(&["u7", "u9"], 5, 10),
+            "u8 is never served"
         );
         assert_eq!(cut_of(repeat, false, usize::MAX), expect(&[], usize::MAX, 10));
 
