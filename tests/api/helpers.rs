@@ -228,3 +228,77 @@ pub fn expected_users(sandbox: &Sandbox) -> Vec<Value> {
     let tis = sandbox.tis.records.iter().map(|r| expected_user("tapintosafety", r));
     ti.chain(tis).collect()
 }
+
+/// Makes a paused clock (`#[tokio::test(start_paused = true)]`) advance in 1 ms steps while
+/// the runtime is idle, until dropped.
+///
+/// A paused clock jumps to the next timer whenever no task can run, and waiting on a
+/// loopback socket counts as idle: without this, a request's own deadline would fire before
+/// its answer is read. With a timer always 1 ms away, an answer already on the wire (a few
+/// polls) always beats a timer of seconds, while a cool-down, a backoff or a hanging upstream
+/// still passes in a few milliseconds of wall time. Timings stay virtual; no test sleeps.
+pub fn tick_paused_clock() -> TickingClock {
+    TickingClock(tokio::spawn(async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }))
+}
+
+pub struct TickingClock(tokio::task::JoinHandle<()>);
+
+impl Drop for TickingClock {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Waits (on the ticking paused clock) until `done` holds, checking every millisecond;
+/// panics naming `what` if it does not within `within`.
+pub async fn wait_until(what: &str, within: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let waited = tokio::time::timeout(within, async {
+        while !done() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "still waiting after {within:?} for {what}");
+}
+
+/// An upstream on 127.0.0.1:0 that answers every request with the raw HTTP/1.1 `response`
+/// (which must frame its body, e.g. `content-length: 0`): for answers the sandbox cannot
+/// give. Returns its base URL and a count of the requests it answered.
+pub async fn fixed_upstream(response: String) -> (url::Url, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap()).parse().unwrap();
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = answered.clone();
+    let response = std::sync::Arc::new(response);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (counter, response) = (counter.clone(), response.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                    // GET requests have no body: each blank line ends one.
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        if socket.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, answered)
+}

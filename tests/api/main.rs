@@ -1,6 +1,7 @@
 //! Integration tests: the real router on 127.0.0.1:0 over the sandbox on 127.0.0.1:0.
 //! One test binary, so the crate is linked once.
 
+mod breaker;
 mod cache;
 mod cli;
 mod errors;
