@@ -199,7 +199,6 @@ mod tests {
         for body in [
             "not json",
             "{}",
-            r#"{"data":{"APIUsers":{"pageInfo":{"perPage":2,"total":1},"users":[{"email":"no id"}]}}}"#,
             r#"{"data":{"APIUsers":{"pageInfo":{"perPage":1,"total":2},"users":[{"id":"a"},{"id":"b"}]}}}"#,
             r#"{"data":{"APIUsers":{"pageInfo":{"perPage":2,"total":"many"},"users":[]}}}"#,
             r#"{"data":{"APIUsers":{"pageInfo":{"perPage":2,"total":18446744073709551615},"users":[]}}}"#,
@@ -228,6 +227,13 @@ mod tests {
             1_704_067_200,
             "normalized to UTC"
         );
+    }
+
+    #[test]
+    fn a_record_without_an_id_parses_with_an_empty_one_for_the_consistency_check_to_refuse() {
+        let page =
+            parse(r#"{"data":{"APIUsers":{"pageInfo":{"perPage":2,"total":1},"users":[{"email":"no id"}]}}}"#).unwrap();
+        assert_eq!(page.users[0].provider_id, "");
     }
 
     #[test]

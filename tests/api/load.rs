@@ -100,16 +100,17 @@ impl Load {
         }
     }
 
-    /// Runs `CALLERS` callers, each walking pages 1..=50 from its own start, within `budget`.
+    /// Runs `CALLERS` callers, each walking all 80 pages (TI users, then TIS users) from its
+    /// own start, within `budget`.
     async fn drive(self: &Arc<Self>, budget: Budget) {
         let callers: Vec<_> = (0..CALLERS)
             .map(|caller| {
                 let load = self.clone();
                 tokio::spawn(async move {
-                    let mut page = (caller as u64 % 50) + 1;
+                    let mut page = (caller as u64 % 80) + 1;
                     let mut n_done = 0;
                     while budget.allows(n_done) {
-                        page = page % 50 + 1;
+                        page = page % 80 + 1;
                         let url = format!("{}/users?page={page}&per_page=25", load.base);
                         let outcome = match load.client.get(url).send().await {
                             Ok(response) if response.status() == 200 => {

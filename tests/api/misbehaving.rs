@@ -84,14 +84,18 @@ async fn the_sandbox_lies_in_the_documented_shape() {
     ti.control.set_fault(Fault::Data(DataFault::RepeatIds));
     let (users, page, total) = page_parts(&raw(ti, "page=2").await.2);
     assert_eq!((page, total), (2, 1250));
+    let mut expected = record_ids(&ti.records[40..80]);
+    expected[0] = record_ids(&ti.records[39..40])[0];
     assert_eq!(
         record_ids(&users),
-        record_ids(&ti.records[39..79]),
-        "starts with page 1's last user"
+        expected,
+        "opens with page 1's last user in place of its own first"
     );
     tis.control.set_fault(Fault::Data(DataFault::RepeatIds));
     let (entities, _, _) = page_parts(&raw(tis, "page=15").await.2);
-    assert_eq!(record_ids(&entities), record_ids(&tis.records[699..730]));
+    let mut expected = record_ids(&tis.records[700..730]);
+    expected[0] = record_ids(&tis.records[699..700])[0];
+    assert_eq!(record_ids(&entities), expected);
 
     ti.control.set_fault(Fault::Data(DataFault::ShiftingTotal));
     assert_eq!(page_parts(&raw(ti, "page=1").await.2).2, 1250);
@@ -123,20 +127,32 @@ async fn the_sandbox_lies_in_the_documented_shape() {
     let admins: Vec<&Value> = ti.records.iter().filter(|r| r["roleKey"] == "admin").collect();
     ti.control
         .set_fault(Fault::Data(DataFault::LooseFilter { from_page: 2 }));
+    // The widened list: every admin, plus the others after the first page of admins.
+    let mut seen = 0;
+    let widened: Vec<&Value> = ti
+        .records
+        .iter()
+        .filter(|record| {
+            let admin = record["roleKey"] == "admin";
+            seen += usize::from(admin);
+            admin || seen >= 40
+        })
+        .collect();
+    assert!(widened.len() > admins.len());
     let (users, _, total) = page_parts(&raw(ti, "role=admin&page=1").await.2);
-    assert_eq!(
-        total,
-        admins.len() as u64,
-        "before from_page: filtered, with the filtered total"
+    assert_eq!(total, widened.len() as u64, "every page reports the widened total");
+    assert!(
+        users.iter().all(|user| user["roleKey"] == "admin"),
+        "page 1 looks exact"
     );
-    assert!(users.iter().all(|user| user["roleKey"] == "admin"));
     let (users, page, total) = page_parts(&raw(ti, "role=admin&page=2").await.2);
-    assert_eq!(
-        (page, total),
-        (2, 1250),
-        "from from_page on: the unfiltered list and total"
+    assert_eq!((page, total), (2, widened.len() as u64));
+    let expected: Vec<Value> = widened[40..80].iter().map(|user| (*user).clone()).collect();
+    assert_eq!(record_ids(&users), record_ids(&expected));
+    assert!(
+        users.iter().any(|user| user["roleKey"] != "admin"),
+        "from page 2 on: loose"
     );
-    assert_eq!(record_ids(&users), record_ids(&ti.records[40..80]));
     let (users, _, total) = page_parts(&raw(ti, "page=2").await.2);
     assert_eq!((record_ids(&users), total), (record_ids(&ti.records[40..80]), 1250));
     tis.control
