@@ -121,11 +121,17 @@ impl PageSet {
                 }
                 SourceLayout::Direct { page_size, .. } => {
                     for (page, idx) in slice.positions(page_size) {
-                        let cached = &self.pages[&(slice.source_idx, page)];
-                        users.push(UserRef {
-                            page: cached.clone(),
-                            idx,
-                        });
+                        // The layout ends only with these pages in hand and their lengths
+                        // checked; a miss would be a bug, logged rather than a panic.
+                        match self.pages.get(&(slice.source_idx, page)) {
+                            Some(cached) if idx < cached.page.users.len() => users.push(UserRef {
+                                page: cached.clone(),
+                                idx,
+                            }),
+                            _ => {
+                                tracing::error!(source_idx = slice.source_idx, page, idx, "window position not in hand")
+                            }
+                        }
                     }
                 }
                 SourceLayout::Absent | SourceLayout::Unknown => {}
