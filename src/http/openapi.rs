@@ -4,6 +4,7 @@
 //! Regenerate with `cargo run -- openapi > openapi/openapi.json`.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{ops, plan, users};
@@ -14,10 +15,11 @@ use super::{ops, plan, users};
         title = "users-gateway",
         description = "One normalized, exactly paginated list of users over Thought Industries and TapIntoSafety.\n\n\
             Errors are RFC 9457 `application/problem+json`. When `GATEWAY_API_KEYS` is set, `/users*` need \
-            `Authorization: Bearer <key>`; the operational endpoints and `/docs` never do."
+            `Authorization: Bearer <key>`; the operational endpoints and `/docs` never do. Every route is read-only: \
+            any method but GET or HEAD gets a 405 problem with `Allow: GET,HEAD`."
     ),
     paths(users::list_users, plan::explain_plan, users::get_user, ops::healthz, ops::readyz, ops::metrics),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &HttpLayerProblems),
     tags(
         (name = "users", description = "The merged user list"),
         (name = "operations", description = "Health, readiness and metrics"),
@@ -39,6 +41,36 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// The HTTP layer answers these before any route runs (`http::serve`), so every
+/// operation can get them; SPEC §5 wants every problem response documented.
+struct HttpLayerProblems;
+
+impl Modify for HttpLayerProblems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        const PROBLEMS: [(&str, &str); 2] = [
+            ("414", "The path and query are longer than 8 KiB"),
+            ("431", "More than 100 header fields, or more than 32 KiB of headers"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let Some(operation) = item.get.as_mut() else { continue };
+            for (status, description) in PROBLEMS {
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        Content::new(Some(Ref::from_schema_name("Problem"))),
+                    )
+                    .build();
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert(response.into());
+            }
+        }
     }
 }
 

@@ -200,3 +200,44 @@ async fn a_dead_upstream_is_unavailable_not_a_hang() {
     assert_eq!(tis["error"]["message"], "cannot connect to upstream");
     assert_eq!(body["meta"]["partial"], true);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_answer_without_stale_data_does_not_say_stale() {
+    let _clock = tick_paused_clock();
+    // One TI page of 30, so `per_page=100` needs TIS pages 1 and 2 (of 50).
+    let options = SandboxOptions {
+        ti_users: 30,
+        ..SandboxOptions::default()
+    };
+    let app = spawn_with(
+        options,
+        &[
+            ("GATEWAY_CACHE_TTL_SECS", "0"),
+            ("GATEWAY_UPSTREAM_RETRIES", "0"),
+            ("GATEWAY_STALE_IF_ERROR_SECS", "300"),
+        ],
+    )
+    .await;
+    assert_eq!(app.get("/users?provider=tapintosafety&per_page=50").await.status, 200);
+    app.sandbox.tis.control.set_fault(Fault::Status(503));
+    tokio::time::advance(Duration::from_millis(1)).await;
+
+    // TIS page 1 has a stale copy, page 2 has none: TIS fails, and its stale page is not shown.
+    let reply = app.get("/users?per_page=100").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(body["meta"]["partial"], true);
+    let tis = &body["meta"]["sources"][1];
+    assert_eq!(
+        (&tis["status"], &tis["error"]["code"]),
+        (&"error".into(), &"unavailable".into()),
+        "{tis}"
+    );
+    assert!(tis.get("stale").is_none(), "{tis}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 30, "only TI's users");
+    assert_eq!(
+        reply.header("cache-status"),
+        Some("users-gateway; fwd=miss"),
+        "nothing stale is in the body"
+    );
+}

@@ -4,7 +4,9 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::helpers::{expected_user, ids, spawn_app};
+use users_gateway::sandbox::SandboxOptions;
+
+use crate::helpers::{expected_user, ids, spawn_app, spawn_with};
 
 #[tokio::test]
 async fn walking_every_page_returns_each_user_once_in_documented_order() {
@@ -230,6 +232,27 @@ async fn one_user_by_id_from_each_provider() {
         !tis_requests.iter().any(|r| r.contains("not-a-guid")),
         "a malformed GUID never reaches TIS"
     );
+}
+
+#[tokio::test]
+async fn a_user_within_the_page_ceiling_is_found_on_a_tenant_past_it() {
+    // TI has 25 pages of 50 and no id lookup: finding a user scans it in upstream order.
+    let app = spawn_with(SandboxOptions::default(), &[("GATEWAY_MAX_UPSTREAM_PAGES", "2")]).await;
+    let early = &app.sandbox.ti.records[3];
+    let early_id = format!("thoughtindustries:{}", early["id"].as_str().unwrap());
+    let reply = app.get(&format!("/users/{early_id}")).await;
+    assert_eq!(reply.status, 200, "a user on page 1 is within reach: {}", reply.text);
+    assert_eq!(reply.json()["email"], early["email"]);
+    let (ti, _) = app.upstream_requests();
+    assert!(ti.len() <= 2, "the scan stays within the ceiling: {ti:?}");
+
+    let late = &app.sandbox.ti.records[1100];
+    let reply = app
+        .get(&format!("/users/thoughtindustries:{}", late["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(reply.status, 422, "past the ceiling it says so: {}", reply.text);
+    assert_eq!(reply.header("content-type"), Some("application/problem+json"));
+    assert!(app.upstream_requests().0.len() <= 2, "and reads nothing past it");
 }
 
 #[tokio::test]
