@@ -7,7 +7,7 @@ use std::future::Future;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::cache::{BodyCache, FactsStore, PageCache};
+use crate::cache::{FactsStore, PageCache, ResponseCache};
 use crate::config::Config;
 use crate::execute::Executor;
 use crate::http::serve::ServeOptions;
@@ -66,7 +66,7 @@ impl App {
         crate::telemetry::metrics_handle();
         let state = AppState::new(Shared {
             executor: Executor::new(clients, cache, facts, config.max_upstream_pages),
-            bodies: BodyCache::new(config.cache_ttl, config.cache_max_bytes / 4),
+            responses: ResponseCache::new(config.cache_ttl, config.cache_max_bytes / 4),
             adapters,
             source_refs,
             api_keys: config.api_keys.clone(),

@@ -64,6 +64,10 @@ pub struct PageCache {
     failures: moka::sync::Cache<PageKey, (u64, SourceError)>,
     /// Orders lookups and failures: a failure is shared only with lookups begun before it.
     sequence: Arc<std::sync::atomic::AtomicU64>,
+    /// Counts changes that can alter an answer before its pages expire: a cached page
+    /// replaced or dropped, or a source's filter found loose. Whole responses are reused
+    /// only while it stands still (`cache::responses`).
+    revision: Arc<std::sync::atomic::AtomicU64>,
     ttl: Duration,
     stale_if_error: Duration,
 }
@@ -88,6 +92,7 @@ impl PageCache {
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             sequence: Arc::default(),
+            revision: Arc::default(),
             ttl,
             stale_if_error,
         }
@@ -95,6 +100,15 @@ impl PageCache {
 
     fn next_ticket(&self) -> u64 {
         self.sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// See the `revision` field.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn bump_revision(&self) {
+        self.revision.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     fn is_fresh(&self, page: &CachedPage) -> bool {
@@ -157,7 +171,12 @@ impl PageCache {
             })
             .await;
         match computed {
-            Ok(CompResult::Inserted(entry) | CompResult::ReplacedWith(entry)) => {
+            Ok(CompResult::Inserted(entry)) => {
+                crate::telemetry::record_cache("miss");
+                Ok((entry.into_value(), Lookup::Fetched))
+            }
+            Ok(CompResult::ReplacedWith(entry)) => {
+                self.bump_revision();
                 crate::telemetry::record_cache("miss");
                 Ok((entry.into_value(), Lookup::Fetched))
             }
@@ -193,6 +212,7 @@ impl PageCache {
 
     pub async fn invalidate(&self, key: &PageKey) {
         self.pages.invalidate(key).await;
+        self.bump_revision();
     }
 
     /// Whether a page is cached now (for plans and tests; does not touch recency).
@@ -262,6 +282,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(lookup, Lookup::Fetched, "refresh skips the cached copy");
+    }
+
+    #[tokio::test]
+    async fn replacing_or_dropping_a_page_moves_the_revision_and_a_first_fetch_does_not() {
+        let cache = PageCache::new(Duration::from_secs(60), Duration::from_secs(300), 1 << 20);
+        let ok = || async { Ok(empty_page()) };
+        cache.get_or_fetch(key(1), false, ok()).await.unwrap();
+        cache.get_or_fetch(key(1), false, ok()).await.unwrap();
+        let start = cache.revision();
+        assert_eq!(start, 0, "a new page changes no answer already given");
+        cache.get_or_fetch(key(1), true, ok()).await.unwrap();
+        assert_eq!(cache.revision(), start + 1, "a refresh replaced a page");
+        cache.invalidate(&key(1)).await;
+        assert_eq!(cache.revision(), start + 2, "a page was dropped");
     }
 
     #[tokio::test]

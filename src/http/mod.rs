@@ -43,8 +43,8 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub executor: Executor,
-    /// Memoized `/users` bodies.
-    pub bodies: crate::cache::BodyCache,
+    /// Whole `/users` responses, answered before any parsing.
+    pub responses: crate::cache::ResponseCache,
     /// Each configured source's adapter, in merge order, for the planner.
     pub adapters: Vec<Arc<dyn crate::providers::Provider>>,
     /// The configured sources, in merge order, as the query parser needs them.

@@ -229,6 +229,11 @@ impl SourceClient {
         self.breaker.state()
     }
 
+    /// How many times this source's circuit has opened.
+    pub fn circuit_openings(&self) -> u64 {
+        self.breaker.openings()
+    }
+
     /// Fetches and parses one page of a pushed-down query: through the breaker, with
     /// retries (exponential backoff, full jitter, `Retry-After` honoured) that all end by
     /// `deadline`.
