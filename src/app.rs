@@ -71,12 +71,13 @@ impl App {
             source_refs,
             api_keys: config.api_keys.clone(),
             request_deadline: config.request_deadline,
+            in_flight: tokio::sync::Semaphore::new(config.max_concurrent_requests),
             pushdown: PushdownOptions {
                 ti_role_pushdown: config.ti_role_pushdown,
             },
         });
         Ok(App {
-            router: crate::http::router(state, &config.cors_origins, config.max_concurrent_requests),
+            router: crate::http::router(state, &config.cors_origins),
             serve: ServeOptions {
                 header_read_timeout: config.header_read_timeout,
                 drain: config.shutdown_drain,
