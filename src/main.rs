@@ -11,6 +11,10 @@ use users_gateway::config::{process_env, Config, LogFormat};
 use users_gateway::sandbox::{Fault, Sandbox, SandboxOptions};
 use users_gateway::telemetry;
 
+/// mimalloc: measured faster than glibc's malloc on the cache-hit path (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "users-gateway",

@@ -169,6 +169,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     tracing::info!(
+        target: "access",
         method = method.as_str(),
         route,
         status,

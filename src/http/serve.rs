@@ -40,8 +40,6 @@ pub(crate) const MAX_METHOD_BYTES: usize = 32;
 /// Twice what `request_limits` allows of names and values, so that only `request_limits`
 /// decides about heads near its limit, whatever whitespace they carry.
 const MAX_HEADER_SECTION_BYTES: usize = 2 * MAX_HEADER_BYTES;
-/// hyper's header count limit: above the gateway's, so that the gateway answers first.
-const HYPER_MAX_HEADERS: usize = 2 * MAX_HEADER_COUNT;
 /// hyper's read buffer limit: above the largest head the guard passes (about 73 KiB), and
 /// the memory one connection may hold while its head arrives.
 const HYPER_MAX_BUF_BYTES: usize = 128 * 1024;
@@ -75,7 +73,9 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
-        .max_headers(HYPER_MAX_HEADERS)
+        // hyper's header count limit is left at its default, 100 = `MAX_HEADER_COUNT`: the
+        // guard cuts a head at its 101st field, so hyper never refuses one first. (Setting
+        // any limit makes hyper allocate and fill a header table for every request.)
         .max_buf_size(HYPER_MAX_BUF_BYTES);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
