@@ -4,12 +4,15 @@
 //! so a rendered body is kept and reused while the request resolves to the very same
 //! cached upstream pages (compared by identity, so a refreshed page can never be answered
 //! with an old body) and the same live state the body shows (circuit states). A body that
-//! depends on anything else (a failed or stale source) is never memoized.
+//! depends on anything else (a failed or stale source) is never memoized, and a memoized
+//! body is never reused once a page it was built from is past its freshness: the same page
+//! served stale (stale-while-revalidate) must say so, which its fresh body does not.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use super::pages::CachedPage;
 use crate::query::parse::ListQuery;
@@ -22,6 +25,8 @@ pub struct Rendered {
     inputs: Vec<Weak<CachedPage>>,
     /// The live state shown in the body when it was rendered.
     live: Box<[u8]>,
+    /// When the oldest of `inputs` was fetched.
+    oldest_input: Option<Instant>,
     pub body: Bytes,
     /// A strong validator of `body`, as header text.
     pub etag: Bytes,
@@ -33,8 +38,14 @@ impl Rendered {
             etag: Bytes::from(etag_of(&body)),
             inputs: inputs.iter().map(Arc::downgrade).collect(),
             live: live.into(),
+            oldest_input: inputs.iter().map(|page| page.fetched_at).min(),
             body: Bytes::from(body),
         }
+    }
+
+    /// Whether every page the body was built from is still fresh (`ttl` old at most).
+    fn is_fresh(&self, ttl: Duration) -> bool {
+        self.oldest_input.is_none_or(|oldest| oldest.elapsed() < ttl)
     }
 
     fn answers(&self, inputs: &[Arc<CachedPage>], live: &[u8]) -> bool {
@@ -60,6 +71,8 @@ fn etag_of(body: &[u8]) -> String {
 #[derive(Clone)]
 pub struct BodyCache {
     bodies: moka::future::Cache<ListQuery, Arc<Rendered>>,
+    /// Freshness of the pages bodies are built from.
+    ttl: Duration,
 }
 
 impl BodyCache {
@@ -72,6 +85,7 @@ impl BodyCache {
                 .weigher(|_, rendered: &Arc<Rendered>| u32::try_from(rendered.body.len() + 256).unwrap_or(u32::MAX))
                 .time_to_live(ttl)
                 .build(),
+            ttl,
         }
     }
 
@@ -86,7 +100,8 @@ impl BodyCache {
         render: impl FnOnce() -> Vec<u8>,
     ) -> Arc<Rendered> {
         if memoizable {
-            if let Some(rendered) = self.bodies.get(query).await.filter(|kept| kept.answers(inputs, live)) {
+            let reusable = |kept: &Arc<Rendered>| kept.answers(inputs, live) && kept.is_fresh(self.ttl);
+            if let Some(rendered) = self.bodies.get(query).await.filter(reusable) {
                 return rendered;
             }
         }
@@ -155,5 +170,21 @@ mod tests {
         );
         let after = body(&[b], &[1], true, "six").await;
         assert_eq!(&after.body[..], b"four", "and do not replace the memoized body");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_is_not_reused_once_its_pages_are_past_freshness() {
+        let cache = BodyCache::new(Duration::from_secs(60), 1 << 20);
+        let sources: Vec<SourceRef> = Vec::new();
+        let query = list_query("page=1", &sources).unwrap();
+        let inputs = [page()];
+        let render = |text: &'static str| move || text.as_bytes().to_vec();
+        cache.body(&query, &inputs, &[0], true, render("fresh")).await;
+        tokio::time::advance(Duration::from_secs(59)).await;
+        let kept = cache.body(&query, &inputs, &[0], true, render("again")).await;
+        assert_eq!(&kept.body[..], b"fresh", "the pages are fresh: memoized");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let stale = cache.body(&query, &inputs, &[0], true, render("stale")).await;
+        assert_eq!(&stale.body[..], b"stale", "the same pages, now stale: rendered again");
     }
 }
