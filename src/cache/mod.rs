@@ -10,4 +10,4 @@ pub mod pages;
 
 pub use bodies::{BodyCache, Rendered};
 pub use facts::{FactsStore, QueryKey, Shape, SourceFacts};
-pub use pages::{CachedPage, Lookup, PageCache, PageKey};
+pub use pages::{CachedPage, Freshness, Lookup, PageCache, PageKey};
