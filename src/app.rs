@@ -7,7 +7,7 @@ use std::future::Future;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::cache::{BodyCache, FactsStore, PageCache};
+use crate::cache::{FactsStore, PageCache, ResponseCache};
 use crate::config::Config;
 use crate::execute::Executor;
 use crate::http::serve::ServeOptions;
@@ -80,17 +80,18 @@ impl App {
                 config.max_upstream_pages,
                 config.request_deadline,
             ),
-            bodies: BodyCache::new(config.cache_ttl, config.cache_max_bytes / 4),
+            responses: ResponseCache::new(config.cache_ttl, config.cache_max_bytes / 4),
             adapters,
             source_refs,
             api_keys: config.api_keys.clone(),
             request_deadline: config.request_deadline,
+            in_flight: tokio::sync::Semaphore::new(config.max_concurrent_requests),
             pushdown: PushdownOptions {
                 ti_role_pushdown: config.ti_role_pushdown,
             },
         });
         Ok(App {
-            router: crate::http::router(state, &config.cors_origins, config.max_concurrent_requests),
+            router: crate::http::router(state, &config.cors_origins),
             serve: ServeOptions {
                 header_read_timeout: config.header_read_timeout,
                 drain: config.shutdown_drain,

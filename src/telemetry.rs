@@ -25,7 +25,13 @@ static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 /// Sets up logging once per process; later calls (tests) are no-ops.
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    // Colours only for a person at a terminal: in a file or a pipe they are noise, and
+    // colouring costs more than the rest of an access log line.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(colours);
     let installed = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
@@ -94,31 +100,83 @@ fn accept_request_id(value: &HeaderValue) -> Option<Arc<str>> {
     valid.then(|| Arc::from(text))
 }
 
-/// Request id, span, access log and HTTP metrics for every request.
+/// A fresh request id: a random (version 4) UUID. Not a secret, so a fast generator
+/// suffices; `uuid`'s own v4 asks the kernel for every id.
+fn new_request_id() -> Arc<str> {
+    let uuid = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    Arc::from(&*uuid.hyphenated().encode_lower(&mut text))
+}
+
+/// The HTTP metrics of one (route, status), registered once per thread: looking a metric
+/// up by its labels costs allocations and hashing every request.
+struct HttpMetrics {
+    route: Box<str>,
+    status: u16,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+thread_local! {
+    static HTTP_METRICS: std::cell::RefCell<Vec<HttpMetrics>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Bounds the per-thread list: routes are few, statuses a handful per route.
+const MAX_HTTP_METRICS: usize = 256;
+
+fn record_http(route: &str, status: u16, elapsed: Duration) {
+    let seconds = elapsed.as_secs_f64();
+    HTTP_METRICS.with_borrow_mut(|known| {
+        if let Some(found) = known.iter().find(|m| m.status == status && *m.route == *route) {
+            found.requests.increment(1);
+            found.duration.record(seconds);
+            return;
+        }
+        let route_label = route.to_owned();
+        let metric = HttpMetrics {
+            requests: metrics::counter!("gateway_http_requests_total", "route" => route_label.clone(), "status" => status.to_string()),
+            duration: metrics::histogram!("gateway_http_request_duration_seconds", "route" => route_label),
+            route: route.into(),
+            status,
+        };
+        metric.requests.increment(1);
+        metric.duration.record(seconds);
+        if known.len() < MAX_HTTP_METRICS {
+            known.push(metric);
+        }
+    });
+}
+
+/// Request id, access log and HTTP metrics for every request, and a `request` span when
+/// debug logging is on (at the default level a span per request would cost more than the
+/// rest of a cache hit; the access log line carries the request id, and upstream spans
+/// carry it too).
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request
         .headers()
         .get("x-request-id")
         .and_then(accept_request_id)
-        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()));
+        .unwrap_or_else(new_request_id);
     request.extensions_mut().insert(RequestId(request_id.clone()));
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route: Option<MatchedPath> = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = request.method().clone();
-    let span = tracing::info_span!("request", %method, %route, request_id = %request_id);
+    let span = tracing::debug_span!("request", method = method.as_str(), route, request_id = &*request_id);
 
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span).await;
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    span.in_scope(|| tracing::info!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "served"));
-    metrics::counter!("gateway_http_requests_total", "route" => route.clone(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!("gateway_http_request_duration_seconds", "route" => route).record(elapsed.as_secs_f64());
+    tracing::info!(
+        method = method.as_str(),
+        route,
+        status,
+        elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+        request_id = &*request_id,
+        "served"
+    );
+    record_http(route, status, elapsed);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }

@@ -1,13 +1,13 @@
 //! State that outlives a request, each kind in one typed store keyed by what it depends on
 //! (STYLE rule 16): upstream pages ([`pages`]), what was learned about each source's query
-//! ([`facts`]), and rendered `/users` bodies ([`bodies`]).
+//! ([`facts`]), and whole `/users` responses ([`responses`]).
 //!
 //! Knows nothing of HTTP. Freshness uses tokio's clock (tests pause it).
 
-pub mod bodies;
 pub mod facts;
 pub mod pages;
+pub mod responses;
 
-pub use bodies::{BodyCache, Rendered};
 pub use facts::{FactsStore, QueryKey, Shape, SourceFacts};
 pub use pages::{CachedPage, Freshness, Lookup, PageCache, PageKey};
+pub use responses::{ResponseCache, Stored};

@@ -105,6 +105,10 @@ pub struct PageCache {
     /// Orders lookups and failures: a failure is shared only with lookups begun before it.
     sequence: Arc<std::sync::atomic::AtomicU64>,
     refreshing: Refreshing,
+    /// Counts changes that can alter an answer before its pages expire: a cached page
+    /// replaced or dropped, or a source's filter found loose. Whole responses are reused
+    /// only while it stands still (`cache::responses`).
+    revision: Arc<std::sync::atomic::AtomicU64>,
     ttl: Duration,
     stale_if_error: Duration,
     stale_while_revalidate: Duration,
@@ -131,6 +135,7 @@ impl PageCache {
                 .build(),
             sequence: Arc::default(),
             refreshing: Arc::default(),
+            revision: Arc::default(),
             ttl,
             stale_if_error,
             stale_while_revalidate,
@@ -139,6 +144,15 @@ impl PageCache {
 
     fn next_ticket(&self) -> u64 {
         self.sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// See the `revision` field.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn bump_revision(&self) {
+        self.revision.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// How a page of this age is served, and how far past its freshness it is.
@@ -227,7 +241,7 @@ impl PageCache {
             .await;
         if let Err(error) = &result {
             if !error.allows_stale() {
-                self.pages.invalidate(&key).await;
+                self.invalidate(&key).await;
             }
         }
         result
@@ -280,7 +294,12 @@ impl PageCache {
             })
             .await;
         match computed {
-            Ok(CompResult::Inserted(entry) | CompResult::ReplacedWith(entry)) => {
+            Ok(CompResult::Inserted(entry)) => {
+                crate::telemetry::record_cache("miss");
+                Ok((entry.into_value(), Lookup::Fetched))
+            }
+            Ok(CompResult::ReplacedWith(entry)) => {
+                self.bump_revision();
                 crate::telemetry::record_cache("miss");
                 Ok((entry.into_value(), Lookup::Fetched))
             }
@@ -326,6 +345,7 @@ impl PageCache {
 
     pub async fn invalidate(&self, key: &PageKey) {
         self.pages.invalidate(key).await;
+        self.bump_revision();
     }
 
     /// Whether a page is cached now (for plans and tests; does not touch recency).
@@ -420,6 +440,25 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(lookup, Lookup::Fetched, "refresh skips the cached copy");
+    }
+
+    #[tokio::test]
+    async fn replacing_or_dropping_a_page_moves_the_revision_and_a_first_fetch_does_not() {
+        let cache = PageCache::new(
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+            Duration::ZERO,
+            1 << 20,
+        );
+        let ok = || async { Ok(empty_page()) };
+        cache.get_or_fetch(key(1), false, ok(), || async {}).await.unwrap();
+        cache.get_or_fetch(key(1), false, ok(), || async {}).await.unwrap();
+        let start = cache.revision();
+        assert_eq!(start, 0, "a new page changes no answer already given");
+        cache.get_or_fetch(key(1), true, ok(), || async {}).await.unwrap();
+        assert_eq!(cache.revision(), start + 1, "a refresh replaced a page");
+        cache.invalidate(&key(1)).await;
+        assert_eq!(cache.revision(), start + 2, "a page was dropped");
     }
 
     #[tokio::test]

@@ -185,6 +185,14 @@ impl Executor {
         self.max_pages
     }
 
+    /// Changes since start that can alter an answer before its pages expire (a page
+    /// replaced or dropped, a filter found loose, a circuit opened): a response built
+    /// while this stood still answers the same request as long as its pages are fresh.
+    pub fn revision(&self) -> u64 {
+        let openings: u64 = self.sources.iter().map(|client| client.circuit_openings()).sum();
+        self.pages.revision().wrapping_add(openings)
+    }
+
     /// Bytes the page cache holds, as weighed (for `/metrics`).
     pub async fn cache_bytes(&self) -> u64 {
         self.pages.weighted_size().await

@@ -224,6 +224,8 @@ impl PageSet {
             match verdict {
                 Verdict::Admitted { loose } => {
                     if loose {
+                        // Answers that trusted the filter may be wrong now.
+                        cache.bump_revision();
                         tracing::warn!(
                             source = %read.query.source,
                             page,

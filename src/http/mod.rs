@@ -6,9 +6,10 @@
 //!    heads `serve`'s guard cut short.
 //! 3. CORS (only when `GATEWAY_CORS_ORIGINS` is set).
 //! 4. Catch-panic: a bug answers 500 problem+json instead of dropping the connection.
-//! 5. Routes. `/users*` also pass, outer → inner, load shedding (at most
-//!    `GATEWAY_MAX_CONCURRENT_REQUESTS` at once, else 503 problem at once) and
-//!    `require_api_key` (only when `GATEWAY_API_KEYS` is set).
+//! 5. Routes. `/users*` also pass `guard_api`: caller auth (only when `GATEWAY_API_KEYS`
+//!    is set), then load shedding (at most `GATEWAY_MAX_CONCURRENT_REQUESTS` at once, else
+//!    a 503 problem at once). One layer, because every layer is paid on every request,
+//!    cache hits included.
 
 pub mod openapi;
 pub mod ops;
@@ -21,7 +22,6 @@ pub mod users;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
@@ -43,8 +43,8 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub executor: Executor,
-    /// Memoized `/users` bodies.
-    pub bodies: crate::cache::BodyCache,
+    /// Whole `/users` responses, answered before any parsing.
+    pub responses: crate::cache::ResponseCache,
     /// Each configured source's adapter, in merge order, for the planner.
     pub adapters: Vec<Arc<dyn crate::providers::Provider>>,
     /// The configured sources, in merge order, as the query parser needs them.
@@ -54,6 +54,8 @@ pub struct Shared {
     pub pushdown: PushdownOptions,
     /// Budget of one caller request for everything it does upstream.
     pub request_deadline: std::time::Duration,
+    /// One slot per `/users*` request in flight (`GATEWAY_MAX_CONCURRENT_REQUESTS`).
+    pub in_flight: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -83,19 +85,10 @@ pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Most header fields accepted in one request (hyper's own default; browsers send ~20).
 pub(crate) const MAX_HEADER_COUNT: usize = 100;
 
-pub fn router(state: AppState, cors: &CorsOrigins, max_concurrent_requests: usize) -> Router {
-    // One semaphore for every /users* route (route layers are cloned per route).
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(max_concurrent_requests));
-    let shed = tower::ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            problem::Error::Overloaded
-        }))
-        .layer(tower::load_shed::LoadShedLayer::new())
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(in_flight));
+pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
     let api = users::router()
         .merge(plan::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key))
-        .route_layer(shed);
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard_api));
     Router::new()
         .merge(api)
         .merge(ops::router())
@@ -197,10 +190,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(difference) == 0
 }
 
-async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.api_keys.is_empty() {
-        return next.run(request).await;
+/// `/users*` only: the caller's key (when keys are configured), then a slot among
+/// `GATEWAY_MAX_CONCURRENT_REQUESTS` in flight, or a 503 problem at once (never a queue).
+async fn guard_api(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !state.api_keys.is_empty() && !presents_a_key(&state.api_keys, &request) {
+        return problem::Error::Unauthorized.into_response();
     }
+    let Ok(_slot) = state.in_flight.try_acquire() else {
+        return problem::Error::Overloaded.into_response();
+    };
+    next.run(request).await
+}
+
+fn presents_a_key(keys: &[SecretString], request: &Request) -> bool {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -209,17 +211,12 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
         // The auth scheme is case-insensitive (RFC 9110 §11.1).
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim());
-    let accepted = presented.is_some_and(|presented| {
+    presented.is_some_and(|presented| {
         // Every key is compared, so timing does not reveal which one (if any) matched.
-        state.api_keys.iter().fold(false, |found, key| {
+        keys.iter().fold(false, |found, key| {
             constant_time_eq(key.expose_secret().as_bytes(), presented.as_bytes()) | found
         })
-    });
-    if accepted {
-        next.run(request).await
-    } else {
-        problem::Error::Unauthorized.into_response()
-    }
+    })
 }
 
 #[cfg(test)]

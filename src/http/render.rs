@@ -1,10 +1,10 @@
-//! Response bytes for `/users`: links, validators and 304s. (Rendered bodies are memoized
-//! in `cache::bodies`.)
+//! Response bytes for `/users`: links, validators and 304s. (Whole responses are kept in
+//! `cache::responses`.)
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::cache::Rendered;
+use crate::cache::responses::{Headers, Stored};
 use crate::merge::paging::PageMeta;
 use crate::query::parse::ListQuery;
 
@@ -21,21 +21,25 @@ fn matches_if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
 }
 
 /// A JSON body with its validator; 304 when the caller already has it.
-pub fn json_response(request_headers: &HeaderMap, rendered: &Rendered, mut headers: HeaderMap) -> Response {
-    let etag = HeaderValue::from_maybe_shared(rendered.etag.clone()).expect("an etag is a valid header value");
-    let body = rendered.body.clone();
-    let not_modified = matches_if_none_match(request_headers, &etag);
-    headers.insert(header::ETAG, etag);
-    if not_modified {
+pub fn json_response(request_headers: &HeaderMap, stored: &Stored, mut headers: HeaderMap) -> Response {
+    headers.insert(header::ETAG, stored.etag.clone());
+    if let Some(link) = &stored.link {
+        headers.insert(header::LINK, link.clone());
+    }
+    if let Some(total) = &stored.total {
+        headers.insert("x-total-count", total.clone());
+    }
+    if matches_if_none_match(request_headers, &stored.etag) {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    (StatusCode::OK, headers, body).into_response()
+    (StatusCode::OK, headers, stored.body.clone()).into_response()
 }
 
-/// A one-off JSON body (not memoized) with its validator.
+/// A one-off JSON body (not kept) with its validator.
 pub fn json_once(request_headers: &HeaderMap, body: Vec<u8>, headers: HeaderMap) -> Response {
-    json_response(request_headers, &Rendered::new(body, &[], &[]), headers)
+    let stored = Stored::new(body, Headers::default(), &[], &[]);
+    json_response(request_headers, &stored, headers)
 }
 
 /// The paging links of one page; `prev`/`next` are `None` where there is none.

@@ -3,7 +3,7 @@
 //! Also the API's wire types: what callers read is defined here, once, with its schema.
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::problem::{Error, Problem};
 use super::render::{json_once, json_response, PageLinks};
 use super::AppState;
+use crate::cache::responses::Headers;
 use crate::execute::{
     CallContext, ListError, LookupError, SourceReport, SourceStatus, Staleness, TooManyPages, UserRef,
 };
@@ -441,16 +442,23 @@ fn cache_status(upstream_calls: usize, stale: Option<Staleness>) -> HeaderValue 
     ),
     security((), ("bearer" = [])),
 )]
-pub async fn list_users(
-    State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
-    headers: HeaderMap,
-    RawQuery(raw_query): RawQuery,
-) -> Result<Response, Error> {
-    let query =
-        parse::list_query(raw_query.as_deref().unwrap_or(""), &state.source_refs).map_err(Error::InvalidParams)?;
+pub async fn list_users(State(state): State<AppState>, request: Request) -> Result<Response, Error> {
+    let headers = request.headers();
+    let query_text = request.uri().query().unwrap_or("");
+    let refresh = wants_refresh(headers);
+    // Taken before anything is read: a change while this request runs makes what it keeps
+    // invalid at once.
+    let revision = state.executor.revision();
+    if !refresh {
+        if let Some(stored) = state.responses.get(query_text, revision) {
+            return Ok(json_response(headers, &stored, cache_status_headers(0, None)));
+        }
+    }
+
+    let query = parse::list_query(query_text, &state.source_refs).map_err(Error::InvalidParams)?;
     let plan = plan::plan(&query, &state.source_refs, &state.adapters, &state.pushdown);
-    let ctx = CallContext::new(&request_id.0, wants_refresh(&headers), state.deadline());
+    let request_id = request_id(&request);
+    let ctx = CallContext::new(&request_id, refresh, state.deadline());
     let result = state
         .executor
         .list(&query, &plan, &ctx)
@@ -462,16 +470,20 @@ pub async fn list_users(
             ListError::TooManyPages(too_many) => state.too_many_pages(&too_many),
         })?;
 
-    let links = PageLinks::new(&query, &result.meta);
-    // The body shows each called source's circuit: a memoized one must show the current state.
-    let circuits: Vec<u8> = result
+    // The body shows each called source's circuit: a kept one must show the current state,
+    // and is kept only while every circuit it shows is closed (an opening changes the
+    // revision; a time-based open → half-open would not).
+    let circuits: Vec<CircuitState> = result
         .reports
         .iter()
-        .map(|report| state.executor.sources()[report.source_idx].circuit() as u8)
+        .map(|report| state.executor.sources()[report.source_idx].circuit())
         .collect();
-    let rendered = state
-        .bodies
-        .body(&query, &result.inputs, &circuits, result.memoizable, || {
+    let live: Vec<u8> = circuits.iter().map(|&circuit| circuit as u8).collect();
+    let keep = result.memoizable && circuits.iter().all(|&circuit| circuit == CircuitState::Closed);
+    let stored = state
+        .responses
+        .settle(query_text, revision, &result.inputs, &live, keep, || {
+            let links = PageLinks::new(&query, &result.meta);
             let sources: Vec<SourceStatusJson> = result.reports.iter().map(|r| state.status_json(r)).collect();
             let body = UserList {
                 data: result
@@ -490,16 +502,31 @@ pub async fn list_users(
                 },
                 links: Links::from(&links),
             };
-            serde_json::to_vec(&body).expect("users serialize")
-        })
-        .await;
-    let mut response_headers = HeaderMap::new();
-    if let Ok(value) = HeaderValue::from_str(&links.header()) {
-        response_headers.insert(header::LINK, value);
-    }
-    response_headers.insert("x-total-count", HeaderValue::from(result.meta.total));
-    response_headers.insert("cache-status", cache_status(result.upstream_calls, result.stale));
-    Ok(json_response(&headers, &rendered, response_headers))
+            let headers = Headers {
+                link: HeaderValue::from_str(&links.header()).ok(),
+                total: Some(result.meta.total),
+            };
+            (serde_json::to_vec(&body).expect("users serialize"), headers)
+        });
+    Ok(json_response(
+        headers,
+        &stored,
+        cache_status_headers(result.upstream_calls, result.stale),
+    ))
+}
+
+/// The request id `telemetry::observe` gave this request.
+fn request_id(request: &Request) -> std::sync::Arc<str> {
+    request
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(|| std::sync::Arc::from("-"), |id| id.0.clone())
+}
+
+fn cache_status_headers(upstream_calls: usize, stale: Option<Staleness>) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert("cache-status", cache_status(upstream_calls, stale));
+    headers
 }
 
 /// One user by id.

@@ -73,6 +73,9 @@ pub struct Breaker {
     threshold: u32,
     cool_down: Duration,
     inner: Mutex<Inner>,
+    /// How many times the circuit opened: read without the lock, so that a reused response
+    /// can tell at once that a circuit it showed as closed has opened since.
+    openings: std::sync::atomic::AtomicU64,
 }
 
 /// A refused call.
@@ -146,7 +149,13 @@ impl Breaker {
                 },
                 epoch: 0,
             }),
+            openings: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many times the circuit has opened.
+    pub fn openings(&self) -> u64 {
+        self.openings.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -228,6 +237,9 @@ impl Breaker {
             }),
             // No permit is issued while open, so none can carry an open state's epoch.
             (State::Open { .. }, _) => {}
+        }
+        if inner.epoch != epoch && matches!(inner.state, State::Open { .. }) {
+            self.openings.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
     }
 }

@@ -229,10 +229,15 @@ impl SourceClient {
         self.breaker.state()
     }
 
+    /// How many times this source's circuit has opened.
+    pub fn circuit_openings(&self) -> u64 {
+        self.breaker.openings()
+    }
+
     /// Fetches and parses one page of a pushed-down query: through the breaker, with
     /// retries (exponential backoff, full jitter, `Retry-After` honoured) that all end by
     /// `deadline`.
-    #[tracing::instrument(name = "upstream", skip_all, fields(source = %self.name, page, query = %pushed))]
+    #[tracing::instrument(name = "upstream", skip_all, fields(source = %self.name, page, query = %pushed, request_id))]
     pub async fn fetch_page(
         &self,
         pushed: &PushedQuery,

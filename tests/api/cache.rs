@@ -88,3 +88,73 @@ async fn walking_all_pages_fetches_each_upstream_page_once() {
     assert_eq!(tis.len(), 15, "730 / 50 rounded up");
     assert_eq!(pages_asked(&ti), (1..=32).map(|p| p.to_string()).collect::<Vec<_>>());
 }
+
+/// Whole responses are kept and answered before any parsing (`cache::responses`): these
+/// are the ways a kept response could be wrong, each checked.
+mod kept_responses {
+    use std::time::Duration;
+
+    use users_gateway::sandbox::{Fault, SandboxOptions};
+
+    use crate::helpers::{spawn_with, tick_paused_clock};
+
+    /// Users 1240..1260: TI's last 10 (of 1250) and TIS's first 10.
+    const BOTH: &str = "/users?per_page=20&page=63";
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_response_shows_a_circuit_that_opened_since() {
+        let _clock = tick_paused_clock();
+        let env = [("GATEWAY_UPSTREAM_RETRIES", "0"), ("GATEWAY_BREAKER_FAILURES", "1")];
+        let app = spawn_with(SandboxOptions::default(), &env).await;
+        let first = app.get(BOTH).await.json();
+        assert_eq!(first["meta"]["sources"][1]["circuit"], "closed");
+        assert_eq!(app.get(BOTH).await.header("cache-status"), Some("users-gateway; hit"));
+
+        // Another query fails on TIS and opens its circuit; BOTH's pages are still cached.
+        app.sandbox.tis.control.set_fault(Fault::Status(502));
+        app.get("/users?provider=tapintosafety&email=zz").await;
+        let again = app.get(BOTH).await;
+        assert_eq!(again.status, 200, "{}", again.text);
+        let tis = &again.json()["meta"]["sources"][1];
+        assert_eq!(
+            (&tis["status"], &tis["circuit"]),
+            (&"ok".into(), &"open".into()),
+            "{tis}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_response_goes_stale_with_its_pages() {
+        let _clock = tick_paused_clock();
+        let app = spawn_with(SandboxOptions::default(), &[("GATEWAY_CACHE_TTL_SECS", "10")]).await;
+        let first = app.get(BOTH).await;
+        tokio::time::advance(Duration::from_secs(9)).await;
+        let hit = app.get(BOTH).await;
+        assert_eq!(hit.header("cache-status"), Some("users-gateway; hit"));
+        assert_eq!(hit.header("etag"), first.header("etag"));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        app.clear_upstream_requests();
+        let after = app.get(BOTH).await;
+        let (ti, tis) = app.upstream_requests();
+        assert!(!ti.is_empty() || !tis.is_empty(), "its pages expired: refetched");
+        assert_ne!(after.header("cache-status"), Some("users-gateway; hit"));
+    }
+
+    #[tokio::test]
+    async fn a_kept_response_still_needs_the_key_and_honours_if_none_match() {
+        let app = spawn_with(SandboxOptions::default(), &[("GATEWAY_API_KEYS", "k1")]).await;
+        let auth = [("authorization", "Bearer k1")];
+        let first = app.get_with(BOTH, &auth).await;
+        assert_eq!(first.status, 200);
+        assert_eq!(
+            app.get_with(BOTH, &auth).await.header("cache-status"),
+            Some("users-gateway; hit")
+        );
+        assert_eq!(app.get(BOTH).await.status, 401, "a kept response is no way around auth");
+        let etag = first.header("etag").unwrap();
+        let not_modified = app.get_with(BOTH, &[auth[0], ("if-none-match", etag)]).await;
+        assert_eq!(not_modified.status, 304);
+        assert!(not_modified.text.is_empty());
+        assert_eq!(not_modified.header("etag"), Some(etag));
+    }
+}
