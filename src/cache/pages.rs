@@ -227,7 +227,7 @@ impl PageCache {
             .await;
         if let Err(error) = &result {
             if !error.allows_stale() {
-                self.pages.invalidate(&key).await;
+                self.invalidate(&key).await;
             }
         }
         result
