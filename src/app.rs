@@ -56,16 +56,30 @@ impl App {
                 provider: source.provider,
             })
             .collect();
-        let cache = PageCache::new(config.cache_ttl, config.stale_if_error, config.cache_max_bytes);
+        let cache = PageCache::new(
+            config.cache_ttl,
+            config.stale_if_error,
+            config.stale_while_revalidate,
+            config.cache_max_bytes,
+        );
         // Facts are small beside the pages they describe; an eighth of the budget holds the
-        // ids of every page the page cache can hold several times over.
+        // ids of every page the page cache can hold several times over. They outlive the
+        // pages: kept past freshness for the longer stale window.
         let facts = FactsStore::new(
-            config.cache_ttl.saturating_add(config.stale_if_error),
+            config
+                .cache_ttl
+                .saturating_add(config.stale_if_error.max(config.stale_while_revalidate)),
             config.cache_max_bytes / 8,
         );
         crate::telemetry::metrics_handle();
         let state = AppState::new(Shared {
-            executor: Executor::new(clients, cache, facts, config.max_upstream_pages),
+            executor: Executor::new(
+                clients,
+                cache,
+                facts,
+                config.max_upstream_pages,
+                config.request_deadline,
+            ),
             responses: ResponseCache::new(config.cache_ttl, config.cache_max_bytes / 4),
             adapters,
             source_refs,

@@ -30,8 +30,11 @@ pub struct Config {
     pub api_keys: Vec<SecretString>,
     pub cors_origins: CorsOrigins,
     pub log_format: LogFormat,
-    /// Accepted for SPEC §2 compatibility; stale-if-error serving is not implemented yet.
+    /// How long past freshness a cached page may stand in for a failing source (RFC 5861).
     pub stale_if_error: Duration,
+    /// How long past freshness a cached page is served at once while one background fetch
+    /// refreshes it (RFC 5861); zero turns it off.
+    pub stale_while_revalidate: Duration,
     /// Send `role` to Thought Industries (lowercased); off for tenants with mixed-case role keys.
     pub ti_role_pushdown: bool,
     /// Ceiling on the upstream pages one query may read from one source.
@@ -113,6 +116,7 @@ struct FileConfig {
     cors_origins: Option<StringList>,
     log_format: Option<String>,
     stale_if_error_secs: Option<u64>,
+    stale_while_revalidate_secs: Option<u64>,
     ti_role_pushdown: Option<bool>,
     max_upstream_pages: Option<u64>,
     upstream_retries: Option<u64>,
@@ -336,6 +340,12 @@ impl Config {
             300,
             WINDOW_SECS,
         )?);
+        let stale_while_revalidate = Duration::from_secs(number(
+            "GATEWAY_STALE_WHILE_REVALIDATE_SECS",
+            file.stale_while_revalidate_secs,
+            30,
+            WINDOW_SECS,
+        )?);
 
         let max_upstream_pages = number(
             "GATEWAY_MAX_UPSTREAM_PAGES",
@@ -438,6 +448,7 @@ impl Config {
             cors_origins,
             log_format,
             stale_if_error,
+            stale_while_revalidate,
             ti_role_pushdown,
             max_upstream_pages,
             upstream_retries,
@@ -580,6 +591,11 @@ impl fmt::Display for Config {
         writeln!(f, "breaker_failures = {}", self.breaker_failures)?;
         writeln!(f, "breaker_cool_down_secs = {}", self.breaker_cool_down.as_secs())?;
         writeln!(f, "stale_if_error_secs = {}", self.stale_if_error.as_secs())?;
+        writeln!(
+            f,
+            "stale_while_revalidate_secs = {}",
+            self.stale_while_revalidate.as_secs()
+        )?;
         writeln!(f, "max_concurrent_requests = {}", self.max_concurrent_requests)?;
         writeln!(f, "shutdown_drain_secs = {}", self.shutdown_drain.as_secs())?;
         writeln!(f, "header_read_timeout_ms = {}", self.header_read_timeout.as_millis())?;
@@ -866,6 +882,9 @@ mod tests {
             ("GATEWAY_STALE_IF_ERROR_SECS", WINDOW_SECS, |c| {
                 c.stale_if_error.as_secs().into()
             }),
+            ("GATEWAY_STALE_WHILE_REVALIDATE_SECS", WINDOW_SECS, |c| {
+                c.stale_while_revalidate.as_secs().into()
+            }),
             ("GATEWAY_MAX_UPSTREAM_PAGES", UPSTREAM_PAGES, |c| {
                 c.max_upstream_pages.into()
             }),
@@ -928,6 +947,27 @@ mod tests {
         let message = load_with(&[], Some(&file)).unwrap_err().to_string();
         assert!(
             message.contains("request_deadline_ms") && message.contains("from 1 to 3600000"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn stale_while_revalidate_defaults_to_thirty_seconds_and_is_read_from_the_file() {
+        assert_eq!(load_env(&[]).unwrap().stale_while_revalidate, Duration::from_secs(30));
+        let file = "stale_while_revalidate_secs = 0\n[[sources]]\nprovider = \"tapintosafety\"\nbase_url = \"https://a.example\"\napi_key = \"k\"\n";
+        let config = load_with(&[], Some(file)).unwrap();
+        assert_eq!(config.stale_while_revalidate, Duration::ZERO, "0 turns it off");
+        assert!(config.to_string().contains("stale_while_revalidate_secs = 0"));
+        let config = load_with(&[("GATEWAY_STALE_WHILE_REVALIDATE_SECS", "12")], Some(file)).unwrap();
+        assert_eq!(
+            config.stale_while_revalidate,
+            Duration::from_secs(12),
+            "env wins over the file"
+        );
+        let file = file.replace("= 0", "= 86401");
+        let message = load_with(&[], Some(&file)).unwrap_err().to_string();
+        assert!(
+            message.contains("stale_while_revalidate_secs") && message.contains("from 0 to 86400"),
             "{message}"
         );
     }

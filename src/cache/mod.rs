@@ -9,5 +9,5 @@ pub mod pages;
 pub mod responses;
 
 pub use facts::{FactsStore, QueryKey, Shape, SourceFacts};
-pub use pages::{CachedPage, Lookup, PageCache, PageKey};
+pub use pages::{CachedPage, Freshness, Lookup, PageCache, PageKey};
 pub use responses::{ResponseCache, Stored};

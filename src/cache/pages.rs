@@ -1,16 +1,23 @@
 //! Upstream pages in moka, keyed by (source, pushed-down query, upstream page) (SPEC §7).
 //!
-//! Weighed by the bytes a page holds; fresh for the configured TTL, then kept for the
-//! stale-if-error window (RFC 5861): when refetching fails, the stale copy is served and
-//! said to be stale. Failures are never stored as pages. Concurrent misses on one key share
-//! one upstream call: moka's compute API serializes callers per key, and a caller that finds
-//! a page fetched while it waited takes that page; one that finds the fetch it waited for
-//! failed takes that failure instead of calling again.
+//! Weighed by the bytes a page holds; fresh for the configured TTL, then kept for the longer
+//! of the two stale windows (RFC 5861):
+//! - stale-while-revalidate: a page that went stale less than that window ago is answered at
+//!   once and refreshed in the background, one refresh per page however many callers find
+//!   it stale (a claim on its key, released when the refresh ends however it ends);
+//! - stale-if-error: when refetching fails, the stale copy is served and said to be stale.
+//!
+//! Failures are never stored as pages. Concurrent misses on one key share one upstream call:
+//! moka's compute API serializes callers per key, and a caller that finds a page fetched
+//! while it waited takes that page; one that finds the fetch it waited for failed takes that
+//! failure instead of calling again. A background refresh goes through the same compute, so
+//! it coalesces with foreground fetches of its page too.
 //!
 //! Freshness uses tokio's clock (tests pause it); moka's own expiry only bounds memory.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moka::ops::compute::{CompResult, Op};
@@ -38,7 +45,7 @@ impl PageKey {
     }
 }
 
-/// A page as fetched, with the moment it was fetched (for ages and, later, staleness).
+/// A page as fetched, with the moment it was fetched (for ages and staleness).
 #[derive(Debug)]
 pub struct CachedPage {
     pub page: UpstreamPage,
@@ -52,8 +59,41 @@ pub enum Lookup {
     Hit,
     /// By calling the upstream.
     Fetched,
-    /// The upstream failed; a copy this old (past its freshness) was served instead.
-    Stale { age: Duration },
+    /// The upstream failed; a copy `age` old, `stale_for` past its freshness, was served
+    /// instead (stale-if-error).
+    Stale { age: Duration, stale_for: Duration },
+    /// From the cache at once, `stale_for` past its freshness (`age` old), while a background
+    /// refresh replaces it (stale-while-revalidate): no upstream call was waited for.
+    Revalidating { age: Duration, stale_for: Duration },
+}
+
+/// The keys whose background refresh is running.
+type Refreshing = Arc<Mutex<HashSet<PageKey>>>;
+
+/// The right to run the one background refresh of a page; released on drop, so a refresh
+/// that ends in any way (a panic included) lets the next stale caller start another.
+struct RefreshClaim {
+    refreshing: Refreshing,
+    key: PageKey,
+}
+
+impl RefreshClaim {
+    /// The claim on `key`, unless a refresh of it is running.
+    fn take(refreshing: &Refreshing, key: &PageKey) -> Option<RefreshClaim> {
+        let inserted = refreshing.lock().expect("refreshing lock").insert(key.clone());
+        inserted.then(|| RefreshClaim {
+            refreshing: refreshing.clone(),
+            key: key.clone(),
+        })
+    }
+}
+
+impl Drop for RefreshClaim {
+    fn drop(&mut self) {
+        if let Ok(mut refreshing) = self.refreshing.lock() {
+            refreshing.remove(&self.key);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -64,12 +104,14 @@ pub struct PageCache {
     failures: moka::sync::Cache<PageKey, (u64, SourceError)>,
     /// Orders lookups and failures: a failure is shared only with lookups begun before it.
     sequence: Arc<std::sync::atomic::AtomicU64>,
+    refreshing: Refreshing,
     /// Counts changes that can alter an answer before its pages expire: a cached page
     /// replaced or dropped, or a source's filter found loose. Whole responses are reused
     /// only while it stands still (`cache::responses`).
     revision: Arc<std::sync::atomic::AtomicU64>,
     ttl: Duration,
     stale_if_error: Duration,
+    stale_while_revalidate: Duration,
 }
 
 /// Approximate heap bytes of a page: raw JSON plus the normalized copies of its fields.
@@ -79,22 +121,24 @@ fn weigh(_key: &PageKey, value: &Arc<CachedPage>) -> u32 {
 }
 
 impl PageCache {
-    pub fn new(ttl: Duration, stale_if_error: Duration, max_bytes: u64) -> PageCache {
+    pub fn new(ttl: Duration, stale_if_error: Duration, stale_while_revalidate: Duration, max_bytes: u64) -> PageCache {
         PageCache {
             pages: moka::future::Cache::builder()
                 .name("upstream-pages")
                 .max_capacity(max_bytes)
                 .weigher(weigh)
-                .time_to_live(ttl.saturating_add(stale_if_error))
+                .time_to_live(ttl.saturating_add(stale_if_error.max(stale_while_revalidate)))
                 .build(),
             failures: moka::sync::Cache::builder()
                 .max_capacity(4096)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             sequence: Arc::default(),
+            refreshing: Arc::default(),
             revision: Arc::default(),
             ttl,
             stale_if_error,
+            stale_while_revalidate,
         }
     }
 
@@ -111,37 +155,116 @@ impl PageCache {
         self.revision.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    fn is_fresh(&self, page: &CachedPage) -> bool {
-        page.fetched_at.elapsed() < self.ttl
+    /// How a page of this age is served, and how far past its freshness it is.
+    fn freshness_at(&self, age: Duration) -> (Freshness, Duration) {
+        match age.checked_sub(self.ttl) {
+            Some(stale_for) if stale_for < self.stale_while_revalidate => (Freshness::Revalidatable, stale_for),
+            Some(stale_for) => (Freshness::Expired, stale_for),
+            None => (Freshness::Fresh, Duration::ZERO),
+        }
     }
 
     /// The cached page, or the result of `fetch` (stored only when it succeeds).
     ///
-    /// `refresh` (a caller's `Cache-Control: no-cache`) fetches regardless and replaces the
-    /// cached copy only on success.
-    pub async fn get_or_fetch<Fut>(
+    /// A page within the stale-while-revalidate window is returned at once, and the future
+    /// `revalidate()` builds is spawned to refresh it, unless a refresh of that page is
+    /// running already; `revalidate` is called at most once, and only then. It must refresh
+    /// through [`PageCache::revalidate`].
+    ///
+    /// `refresh` (a caller's `Cache-Control: no-cache`) fetches regardless, waiting for it,
+    /// and replaces the cached copy only on success.
+    pub async fn get_or_fetch<Fut, Revalidate, RevalidateFut>(
         &self,
         key: PageKey,
+        refresh: bool,
+        fetch: Fut,
+        revalidate: Revalidate,
+    ) -> Result<(Arc<CachedPage>, Lookup), SourceError>
+    where
+        Fut: Future<Output = Result<UpstreamPage, SourceError>>,
+        Revalidate: FnOnce() -> RevalidateFut,
+        RevalidateFut: Future<Output = ()> + Send + 'static,
+    {
+        let started = Instant::now();
+        let ticket = self.next_ticket();
+        if !refresh {
+            if let Some(page) = self.pages.get(&key).await {
+                let age = page.fetched_at.elapsed();
+                match self.freshness_at(age) {
+                    (Freshness::Fresh, _) => {
+                        crate::telemetry::record_cache("hit");
+                        return Ok((page, Lookup::Hit));
+                    }
+                    (Freshness::Revalidatable, stale_for) => {
+                        self.spawn_refresh(&key, revalidate);
+                        crate::telemetry::record_cache("revalidate");
+                        return Ok((page, Lookup::Revalidating { age, stale_for }));
+                    }
+                    (Freshness::Expired, _) => {}
+                }
+            }
+        }
+        match self.fetch_through(key.clone(), started, ticket, refresh, fetch).await {
+            Ok(found) => Ok(found),
+            Err(error) => self.stand_in(&key, error).await,
+        }
+    }
+
+    /// Runs `revalidate()` on its own task, holding the page's refresh claim: the caller
+    /// that found the page stale is not waiting for it, and hanging up must not cancel it.
+    fn spawn_refresh<Revalidate, RevalidateFut>(&self, key: &PageKey, revalidate: Revalidate)
+    where
+        Revalidate: FnOnce() -> RevalidateFut,
+        RevalidateFut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(claim) = RefreshClaim::take(&self.refreshing, key) else {
+            return;
+        };
+        let refresh = revalidate();
+        tokio::spawn(async move {
+            let _claim = claim;
+            refresh.await;
+        });
+    }
+
+    /// The background refresh of a page served stale: `fetch`, coalesced with any other
+    /// fetch of the page, stored on success. On failure the stale copy stays (stale-while-
+    /// revalidate, then stale-if-error, may still serve it), unless the upstream refused the
+    /// key or the query: a copy it no longer stands behind is dropped, so the next request
+    /// asks again and reports that, as stale-if-error never papers over it either.
+    pub async fn revalidate<Fut>(&self, key: PageKey, fetch: Fut) -> Result<(Arc<CachedPage>, Lookup), SourceError>
+    where
+        Fut: Future<Output = Result<UpstreamPage, SourceError>>,
+    {
+        let result = self
+            .fetch_through(key.clone(), Instant::now(), self.next_ticket(), false, fetch)
+            .await;
+        if let Err(error) = &result {
+            if !error.allows_stale() {
+                self.invalidate(&key).await;
+            }
+        }
+        result
+    }
+
+    /// `fetch` through moka's per-key compute: one upstream call for concurrent callers.
+    async fn fetch_through<Fut>(
+        &self,
+        key: PageKey,
+        started: Instant,
+        ticket: u64,
         refresh: bool,
         fetch: Fut,
     ) -> Result<(Arc<CachedPage>, Lookup), SourceError>
     where
         Fut: Future<Output = Result<UpstreamPage, SourceError>>,
     {
-        let started = Instant::now();
-        let ticket = self.next_ticket();
-        if !refresh {
-            if let Some(page) = self.pages.get(&key).await.filter(|page| self.is_fresh(page)) {
-                crate::telemetry::record_cache("hit");
-                return Ok((page, Lookup::Hit));
-            }
-        }
         let ttl = self.ttl;
         let failures = &self.failures;
         let failure_key = key.clone();
         let computed = self
             .pages
-            .entry(key.clone())
+            .entry(key)
             .and_try_compute_with(|existing| async move {
                 if let Some(existing) = existing {
                     let page = existing.value();
@@ -188,26 +311,36 @@ impl PageCache {
                 crate::providers::SourceErrorCode::Unavailable,
                 "the page could not be cached",
             )),
-            Err(error) => {
-                // The failed refetch left the old copy in place (failures are never stored).
-                if error.allows_stale() {
-                    if let Some(page) = self.pages.get(&key).await {
-                        let age = page.fetched_at.elapsed();
-                        if age < self.ttl.saturating_add(self.stale_if_error) {
-                            crate::telemetry::record_cache("stale");
-                            tracing::warn!(%error, age_secs = age.as_secs(), "serving a stale page (stale-if-error)");
-                            return Ok((page, Lookup::Stale { age }));
-                        }
-                    }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// After a failed fetch: the copy the failed refetch left in place (failures are never
+    /// stored), when it went stale within the stale-if-error window and the error allows it.
+    async fn stand_in(&self, key: &PageKey, error: SourceError) -> Result<(Arc<CachedPage>, Lookup), SourceError> {
+        if error.allows_stale() {
+            if let Some(page) = self.pages.get(key).await {
+                let age = page.fetched_at.elapsed();
+                if age < self.ttl.saturating_add(self.stale_if_error) {
+                    crate::telemetry::record_cache("stale");
+                    tracing::warn!(%error, age_secs = age.as_secs(), "serving a stale page (stale-if-error)");
+                    let stale_for = age.saturating_sub(self.ttl);
+                    return Ok((page, Lookup::Stale { age, stale_for }));
                 }
-                Err(error)
             }
         }
+        Err(error)
     }
 
     /// The cached page, if any, without fetching (for plans).
     pub async fn peek(&self, key: &PageKey) -> Option<Arc<CachedPage>> {
         self.pages.get(key).await
+    }
+
+    /// How a request would find a page now, if it is cached, without fetching (for plans).
+    pub async fn freshness(&self, key: &PageKey) -> Option<Freshness> {
+        let page = self.pages.get(key).await?;
+        Some(self.freshness_at(page.fetched_at.elapsed()).0)
     }
 
     pub async fn invalidate(&self, key: &PageKey) {
@@ -220,11 +353,29 @@ impl PageCache {
         self.pages.contains_key(key)
     }
 
+    /// Whether a background refresh of the page is running.
+    #[cfg(test)]
+    fn is_refreshing(&self, key: &PageKey) -> bool {
+        self.refreshing.lock().expect("refreshing lock").contains(key)
+    }
+
     /// Bytes held, as weighed (for `/metrics`).
     pub async fn weighted_size(&self) -> u64 {
         self.pages.run_pending_tasks().await;
         self.pages.weighted_size()
     }
+}
+
+/// A cached page as a request would find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within the TTL: served as it is.
+    Fresh,
+    /// Stale by less than the stale-while-revalidate window: served at once, flagged, while
+    /// a background refresh replaces it.
+    Revalidatable,
+    /// Further past: refetched before it is served (kept only to stand in if that fails).
+    Expired,
 }
 
 #[cfg(test)]
@@ -253,14 +404,21 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_share_one_fetch_and_failures_are_not_kept() {
-        let cache = PageCache::new(Duration::from_secs(60), Duration::from_secs(300), 1 << 20);
+        let cache = PageCache::new(
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+            Duration::ZERO,
+            1 << 20,
+        );
         let calls = AtomicUsize::new(0);
         let fetch = || async {
             calls.fetch_add(1, Ordering::SeqCst);
             tokio::task::yield_now().await;
             Ok(empty_page())
         };
-        let results = futures_util::future::join_all((0..8).map(|_| cache.get_or_fetch(key(1), false, fetch()))).await;
+        let results =
+            futures_util::future::join_all((0..8).map(|_| cache.get_or_fetch(key(1), false, fetch(), || async {})))
+                .await;
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let fetched = results
             .iter()
@@ -269,16 +427,16 @@ mod tests {
         assert_eq!(fetched, 1);
 
         let failing = async { Err(SourceError::new(SourceErrorCode::Unavailable, "down")) };
-        assert!(cache.get_or_fetch(key(2), false, failing).await.is_err());
+        assert!(cache.get_or_fetch(key(2), false, failing, || async {}).await.is_err());
         assert!(!cache.contains(&key(2)), "a failure must not be cached");
         let (_, lookup) = cache
-            .get_or_fetch(key(2), false, async { Ok(empty_page()) })
+            .get_or_fetch(key(2), false, async { Ok(empty_page()) }, || async {})
             .await
             .unwrap();
         assert_eq!(lookup, Lookup::Fetched);
 
         let (_, lookup) = cache
-            .get_or_fetch(key(1), true, async { Ok(empty_page()) })
+            .get_or_fetch(key(1), true, async { Ok(empty_page()) }, || async {})
             .await
             .unwrap();
         assert_eq!(lookup, Lookup::Fetched, "refresh skips the cached copy");
@@ -286,13 +444,18 @@ mod tests {
 
     #[tokio::test]
     async fn replacing_or_dropping_a_page_moves_the_revision_and_a_first_fetch_does_not() {
-        let cache = PageCache::new(Duration::from_secs(60), Duration::from_secs(300), 1 << 20);
+        let cache = PageCache::new(
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+            Duration::ZERO,
+            1 << 20,
+        );
         let ok = || async { Ok(empty_page()) };
-        cache.get_or_fetch(key(1), false, ok()).await.unwrap();
-        cache.get_or_fetch(key(1), false, ok()).await.unwrap();
+        cache.get_or_fetch(key(1), false, ok(), || async {}).await.unwrap();
+        cache.get_or_fetch(key(1), false, ok(), || async {}).await.unwrap();
         let start = cache.revision();
         assert_eq!(start, 0, "a new page changes no answer already given");
-        cache.get_or_fetch(key(1), true, ok()).await.unwrap();
+        cache.get_or_fetch(key(1), true, ok(), || async {}).await.unwrap();
         assert_eq!(cache.revision(), start + 1, "a refresh replaced a page");
         cache.invalidate(&key(1)).await;
         assert_eq!(cache.revision(), start + 2, "a page was dropped");
@@ -300,7 +463,12 @@ mod tests {
 
     #[tokio::test]
     async fn callers_queued_behind_a_failing_fetch_share_its_failure() {
-        let cache = PageCache::new(Duration::from_secs(60), Duration::from_secs(300), 1 << 20);
+        let cache = PageCache::new(
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+            Duration::ZERO,
+            1 << 20,
+        );
         let calls = AtomicUsize::new(0);
         let failing = || async {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -308,11 +476,12 @@ mod tests {
             Err::<UpstreamPage, _>(SourceError::new(SourceErrorCode::Unavailable, "down"))
         };
         let results =
-            futures_util::future::join_all((0..5).map(|_| cache.get_or_fetch(key(3), false, failing()))).await;
+            futures_util::future::join_all((0..5).map(|_| cache.get_or_fetch(key(3), false, failing(), || async {})))
+                .await;
         assert_eq!(calls.load(Ordering::SeqCst), 1, "one call, one failure shared");
         assert!(results.iter().all(Result::is_err));
         let (_, lookup) = cache
-            .get_or_fetch(key(3), false, async { Ok(empty_page()) })
+            .get_or_fetch(key(3), false, async { Ok(empty_page()) }, || async {})
             .await
             .unwrap();
         assert_eq!(
@@ -351,24 +520,42 @@ mod stale_tests {
 
     #[tokio::test(start_paused = true)]
     async fn fresh_then_stale_if_error_then_gone() {
-        let cache = PageCache::new(Duration::from_secs(60), Duration::from_secs(300), 1 << 20);
-        cache.get_or_fetch(key(), false, async { Ok(page(1)) }).await.unwrap();
+        let cache = PageCache::new(
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+            Duration::ZERO,
+            1 << 20,
+        );
+        cache
+            .get_or_fetch(key(), false, async { Ok(page(1)) }, || async {})
+            .await
+            .unwrap();
 
         tokio::time::advance(Duration::from_secs(59)).await;
-        let (_, lookup) = cache.get_or_fetch(key(), false, async { Err(down()) }).await.unwrap();
+        let (_, lookup) = cache
+            .get_or_fetch(key(), false, async { Err(down()) }, || async {})
+            .await
+            .unwrap();
         assert_eq!(lookup, Lookup::Hit, "fresh: the failing fetch is never run");
 
         tokio::time::advance(Duration::from_secs(2)).await;
-        let (stale, lookup) = cache.get_or_fetch(key(), false, async { Err(down()) }).await.unwrap();
+        let (stale, lookup) = cache
+            .get_or_fetch(key(), false, async { Err(down()) }, || async {})
+            .await
+            .unwrap();
         assert_eq!(
             lookup,
             Lookup::Stale {
-                age: Duration::from_secs(61)
+                age: Duration::from_secs(61),
+                stale_for: Duration::from_secs(1)
             }
         );
         assert_eq!(stale.page.total, 1);
 
-        let (fresh, lookup) = cache.get_or_fetch(key(), false, async { Ok(page(2)) }).await.unwrap();
+        let (fresh, lookup) = cache
+            .get_or_fetch(key(), false, async { Ok(page(2)) }, || async {})
+            .await
+            .unwrap();
         assert_eq!(
             (fresh.page.total, lookup),
             (2, Lookup::Fetched),
@@ -377,18 +564,213 @@ mod stale_tests {
 
         tokio::time::advance(Duration::from_secs(360)).await;
         let error = cache
-            .get_or_fetch(key(), false, async { Err(down()) })
+            .get_or_fetch(key(), false, async { Err(down()) }, || async {})
             .await
             .unwrap_err();
         assert_eq!(error, down(), "past the stale-if-error window the failure shows");
 
         let unauthorized = SourceError::new(SourceErrorCode::Unauthorized, "key revoked");
-        cache.get_or_fetch(key(), true, async { Ok(page(3)) }).await.unwrap();
+        cache
+            .get_or_fetch(key(), true, async { Ok(page(3)) }, || async {})
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_secs(61)).await;
         let error = cache
-            .get_or_fetch(key(), false, async { Err(unauthorized.clone()) })
+            .get_or_fetch(key(), false, async { Err(unauthorized.clone()) }, || async {})
             .await
             .unwrap_err();
         assert_eq!(error, unauthorized, "a revoked key is not papered over with stale data");
+    }
+}
+
+#[cfg(test)]
+mod revalidate_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::providers::SourceErrorCode;
+
+    const TTL: Duration = Duration::from_secs(60);
+    const SWR: Duration = Duration::from_secs(30);
+
+    fn key() -> PageKey {
+        PageKey {
+            source: SourceName::parse("s").unwrap(),
+            pushed: Arc::from(""),
+            page: 1,
+        }
+    }
+
+    fn page(total: u64) -> UpstreamPage {
+        UpstreamPage {
+            users: Vec::new(),
+            total,
+            page_size: 10,
+            echoed_page: None,
+        }
+    }
+
+    /// A foreground fetch that must never run: the lookup is answered from the cache.
+    async fn never() -> Result<UpstreamPage, SourceError> {
+        panic!("a lookup within the stale-while-revalidate window waited for a fetch")
+    }
+
+    /// Counts background refreshes started; each fetches `result` once `gate` opens.
+    struct Refresher {
+        cache: PageCache,
+        started: Arc<AtomicUsize>,
+        gate: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Refresher {
+        fn new(cache: &PageCache) -> Refresher {
+            Refresher {
+                cache: cache.clone(),
+                started: Arc::default(),
+                gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            }
+        }
+
+        fn refresh(
+            &self,
+            result: Result<UpstreamPage, SourceError>,
+        ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+            let (cache, started, gate) = (self.cache.clone(), self.started.clone(), self.gate.clone());
+            move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async move {
+                    let fetch = async move {
+                        let _open = gate.acquire().await.unwrap();
+                        result
+                    };
+                    let _ = cache.revalidate(key(), fetch).await;
+                })
+            }
+        }
+
+        fn started(&self) -> usize {
+            self.started.load(Ordering::SeqCst)
+        }
+
+        /// Opens the gate for one refresh and waits until it has ended.
+        async fn finish_one(&self) {
+            self.gate.add_permits(1);
+            while self.cache.is_refreshing(&key()) {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    async fn cached(cache: &PageCache, total: u64) {
+        cache
+            .get_or_fetch(key(), false, async move { Ok(page(total)) }, || async {})
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_stale_within_the_window_is_served_at_once_and_refreshed_once() {
+        let cache = PageCache::new(TTL, Duration::from_secs(300), SWR, 1 << 20);
+        cached(&cache, 1).await;
+        tokio::time::advance(Duration::from_secs(70)).await;
+        let refresher = Refresher::new(&cache);
+        let lookups = (0..8).map(|_| cache.get_or_fetch(key(), false, never(), refresher.refresh(Ok(page(2)))));
+        let results = futures_util::future::join_all(lookups).await;
+        for result in results {
+            let (served, lookup) = result.unwrap();
+            assert_eq!(served.page.total, 1, "the stale copy");
+            assert_eq!(
+                lookup,
+                Lookup::Revalidating {
+                    age: Duration::from_secs(70),
+                    stale_for: Duration::from_secs(10)
+                }
+            );
+        }
+        assert_eq!(refresher.started(), 1, "one refresh for eight callers");
+        let (_, lookup) = cache
+            .get_or_fetch(key(), false, never(), refresher.refresh(Ok(page(2))))
+            .await
+            .unwrap();
+        assert!(matches!(lookup, Lookup::Revalidating { .. }));
+        assert_eq!(refresher.started(), 1, "a caller during the refresh starts none");
+
+        refresher.finish_one().await;
+        let (fresh, lookup) = cache
+            .get_or_fetch(key(), false, never(), refresher.refresh(Ok(page(3))))
+            .await
+            .unwrap();
+        assert_eq!(
+            (fresh.page.total, lookup),
+            (2, Lookup::Hit),
+            "the refreshed page, fresh"
+        );
+        assert_eq!(refresher.started(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_keeps_the_stale_copy_unless_the_upstream_refused() {
+        let cache = PageCache::new(TTL, Duration::from_secs(300), SWR, 1 << 20);
+        cached(&cache, 1).await;
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let refresher = Refresher::new(&cache);
+        let down = SourceError::new(SourceErrorCode::Unavailable, "down");
+        cache
+            .get_or_fetch(key(), false, never(), refresher.refresh(Err(down)))
+            .await
+            .unwrap();
+        refresher.finish_one().await;
+        let (kept, lookup) = cache
+            .get_or_fetch(
+                key(),
+                false,
+                never(),
+                refresher.refresh(Err(SourceError::new(SourceErrorCode::Unauthorized, "key revoked"))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(kept.page.total, 1, "the failure left the stale copy");
+        assert!(matches!(lookup, Lookup::Revalidating { .. }), "{lookup:?}");
+        assert_eq!(
+            refresher.started(),
+            2,
+            "the next stale caller after a failure tries again"
+        );
+
+        refresher.finish_one().await;
+        assert!(!cache.contains(&key()), "a copy the upstream refused is dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_cache_past_the_window_or_a_zero_window_wait_for_the_fetch() {
+        for (swr, age, refresh) in [(SWR, 61, true), (SWR, 91, false), (Duration::ZERO, 61, false)] {
+            let cache = PageCache::new(TTL, Duration::from_secs(300), swr, 1 << 20);
+            cached(&cache, 1).await;
+            tokio::time::advance(Duration::from_secs(age)).await;
+            let refresher = Refresher::new(&cache);
+            let (fetched, lookup) = cache
+                .get_or_fetch(key(), refresh, async { Ok(page(2)) }, refresher.refresh(Ok(page(3))))
+                .await
+                .unwrap();
+            let case = format!("window {swr:?}, age {age} s, no-cache {refresh}");
+            assert_eq!((fetched.page.total, lookup), (2, Lookup::Fetched), "{case}");
+            assert_eq!(refresher.started(), 0, "{case}");
+        }
+        let cache = PageCache::new(TTL, Duration::from_secs(300), SWR, 1 << 20);
+        cached(&cache, 1).await;
+        tokio::time::advance(Duration::from_secs(100)).await;
+        let down = async { Err(SourceError::new(SourceErrorCode::Unavailable, "down")) };
+        let (stale, lookup) = cache.get_or_fetch(key(), false, down, || async {}).await.unwrap();
+        assert_eq!(
+            (stale.page.total, lookup),
+            (
+                1,
+                Lookup::Stale {
+                    age: Duration::from_secs(100),
+                    stale_for: Duration::from_secs(40)
+                }
+            ),
+            "past the window, a failed fetch falls back to stale-if-error"
+        );
     }
 }

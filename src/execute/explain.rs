@@ -5,6 +5,7 @@ use tokio::time::Instant;
 
 use super::reads::{Read, ReadChoice};
 use super::Executor;
+use crate::cache::Freshness;
 use crate::cache::SourceFacts;
 use crate::merge::layout::{layout, SourceLayout};
 use crate::query::parse::ListQuery;
@@ -69,8 +70,13 @@ pub struct SourcePages {
     pub upstream_pages: Option<u64>,
     /// The pages the request would read; unknown until the totals it depends on are known.
     pub to_read: Option<Vec<u64>>,
-    /// How many of those (or of page 1, when they are unknown) are cached now.
+    /// How many of those (or of page 1, when they are unknown) are cached now and would be
+    /// served without waiting for an upstream: fresh, or stale within the
+    /// stale-while-revalidate window.
     pub cached: u64,
+    /// How many of the `cached` ones are stale: served at once while a background refresh
+    /// replaces them.
+    pub stale: u64,
     /// A full read of more pages than `GATEWAY_MAX_UPSTREAM_PAGES`: the query would be refused.
     pub over_limit: bool,
 }
@@ -122,40 +128,57 @@ pub(super) async fn explain(executor: &Executor, query: &ListQuery, plan: &Plan)
         described.push((read, choice, facts));
     }
     let laid_out = layout(&states, query.page, query.per_page);
-    described
-        .into_iter()
-        .map(|(read, choice, facts)| {
-            let source_idx = read.source_idx;
-            let counted_before = states[..source_idx]
-                .iter()
-                .all(|state| !matches!(state, SourceLayout::Unknown | SourceLayout::Full { matching: None, .. }));
-            let upstream_pages = choice.shape.map(|shape| shape.n_pages());
-            let to_read: Option<Vec<u64>> = match states[source_idx] {
-                SourceLayout::Unknown | SourceLayout::Absent => None,
-                SourceLayout::Full { n_pages, .. } => Some((1..=n_pages.min(max_pages)).collect()),
-                SourceLayout::Direct { .. } => counted_before.then(|| {
-                    laid_out
-                        .needed
-                        .iter()
-                        .filter(|(idx, _)| *idx == source_idx)
-                        .map(|(_, page)| *page)
-                        .collect()
-                }),
-            };
-            let is_cached = |page: u64| executor.pages.contains(&read.page_key(page));
-            let cached = match &to_read {
-                Some(pages) => pages.iter().filter(|page| is_cached(**page)).count() as u64,
-                None => u64::from(is_cached(1)),
-            };
-            SourcePages {
-                source_idx,
-                over_limit: choice.full && upstream_pages.is_some_and(|n| n > max_pages),
-                choice,
-                facts,
-                upstream_pages,
-                to_read,
-                cached,
+    let mut explained = Vec::new();
+    for (read, choice, facts) in described {
+        let source_idx = read.source_idx;
+        let to_read = pages_to_read(&states, &laid_out.needed, source_idx, max_pages);
+        let (mut cached, mut stale) = (0, 0);
+        for page in to_read.clone().unwrap_or_else(|| vec![1]) {
+            match executor.pages.freshness(&read.page_key(page)).await {
+                Some(Freshness::Fresh) => cached += 1,
+                Some(Freshness::Revalidatable) => {
+                    cached += 1;
+                    stale += 1;
+                }
+                // Kept only to stand in if its refetch fails: a request waits for that refetch.
+                Some(Freshness::Expired) | None => {}
             }
-        })
-        .collect()
+        }
+        let upstream_pages = choice.shape.map(|shape| shape.n_pages());
+        explained.push(SourcePages {
+            source_idx,
+            over_limit: choice.full && upstream_pages.is_some_and(|n| n > max_pages),
+            choice,
+            facts,
+            upstream_pages,
+            to_read,
+            cached,
+            stale,
+        });
+    }
+    explained
+}
+
+/// The pages a request would read from one source; unknown while they depend on totals
+/// not yet known (of this source, or of a directly read one before it).
+fn pages_to_read(
+    states: &[SourceLayout],
+    needed: &[(usize, u64)],
+    source_idx: usize,
+    max_pages: u64,
+) -> Option<Vec<u64>> {
+    let counted_before = states[..source_idx]
+        .iter()
+        .all(|state| !matches!(state, SourceLayout::Unknown | SourceLayout::Full { matching: None, .. }));
+    match states[source_idx] {
+        SourceLayout::Unknown | SourceLayout::Absent => None,
+        SourceLayout::Full { n_pages, .. } => Some((1..=n_pages.min(max_pages)).collect()),
+        SourceLayout::Direct { .. } => counted_before.then(|| {
+            needed
+                .iter()
+                .filter(|(idx, _)| *idx == source_idx)
+                .map(|(_, page)| *page)
+                .collect()
+        }),
+    }
 }

@@ -8,6 +8,7 @@
 //!   and the facts kept about it.
 //! - [`explain`]: the same layout over what the cache knows, for `GET /users/plan`.
 //! - [`reports`]: per-source status for the caller.
+//! - [`revalidate`]: the background refresh of a page served stale (stale-while-revalidate).
 //!
 //! Knows nothing of HTTP or of upstream field names.
 
@@ -15,6 +16,7 @@ mod explain;
 mod pages;
 mod reads;
 mod reports;
+mod revalidate;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,7 +37,7 @@ pub use explain::{FactsView, FilterFacts, SourcePages};
 use pages::PageSet;
 use reads::Read;
 pub use reads::ReadChoice;
-pub use reports::{SourceReport, SourceStatus};
+pub use reports::{SourceReport, SourceStatus, Staleness};
 
 /// What one caller request carries down to the upstream calls.
 #[derive(Debug, Clone, Copy)]
@@ -51,14 +53,19 @@ pub struct CallContext<'a> {
 
 impl<'a> CallContext<'a> {
     pub fn new(request_id: &'a str, refresh: bool, deadline: tokio::time::Instant) -> CallContext<'a> {
-        static GENERATION: AtomicU64 = AtomicU64::new(1);
         CallContext {
             request_id,
             refresh,
             deadline,
-            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            generation: next_generation(),
         }
     }
+}
+
+/// A new reader's mark on the facts it learns (a request, or a background refresh).
+fn next_generation() -> u64 {
+    static GENERATION: AtomicU64 = AtomicU64::new(1);
+    GENERATION.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A user inside a cached page: no copy of the user is made to answer a request.
@@ -89,8 +96,9 @@ pub struct ListResult {
     /// Whether the result depends on the input pages alone (no source failed or was
     /// served stale), so its rendering may be memoized.
     pub memoizable: bool,
-    /// Whether a source reported `ok` was served a stale page (`Cache-Status: fwd=stale`).
-    pub any_stale: bool,
+    /// The stale pages of the sources reported `ok` (`Cache-Status`: `fwd=stale` when one
+    /// stood in for a failed call, else `ttl=-N`).
+    pub stale: Option<Staleness>,
 }
 
 #[derive(Debug)]
@@ -121,8 +129,8 @@ impl From<TooManyPages> for ListError {
 pub struct Found {
     pub user: Option<UserRef>,
     pub upstream_calls: usize,
-    /// Age of the oldest page served stale (stale-if-error), if any.
-    pub stale: Option<Duration>,
+    /// The pages served past their freshness, if any.
+    pub stale: Option<Staleness>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,24 +150,34 @@ const MAX_ROUNDS: usize = 12;
 const SCAN_BATCH: u64 = 8;
 
 pub struct Executor {
-    sources: Vec<SourceClient>,
+    /// Shared with background refreshes, which outlive the request that started them.
+    sources: Vec<Arc<SourceClient>>,
     pages: PageCache,
     facts: FactsStore,
     /// Ceiling on the upstream pages one query may read from one source.
     max_pages: u64,
+    /// The deadline of a background refresh: a request's, counted from when it starts.
+    refresh_deadline: Duration,
 }
 
 impl Executor {
-    pub fn new(sources: Vec<SourceClient>, pages: PageCache, facts: FactsStore, max_pages: u64) -> Executor {
+    pub fn new(
+        sources: Vec<SourceClient>,
+        pages: PageCache,
+        facts: FactsStore,
+        max_pages: u64,
+        refresh_deadline: Duration,
+    ) -> Executor {
         Executor {
-            sources,
+            sources: sources.into_iter().map(Arc::new).collect(),
             pages,
             facts,
             max_pages,
+            refresh_deadline,
         }
     }
 
-    pub fn sources(&self) -> &[SourceClient] {
+    pub fn sources(&self) -> &[Arc<SourceClient>] {
         &self.sources
     }
 
@@ -171,7 +189,7 @@ impl Executor {
     /// replaced or dropped, a filter found loose, a circuit opened): a response built
     /// while this stood still answers the same request as long as its pages are fresh.
     pub fn revision(&self) -> u64 {
-        let openings: u64 = self.sources.iter().map(SourceClient::circuit_openings).sum();
+        let openings: u64 = self.sources.iter().map(|client| client.circuit_openings()).sum();
         self.pages.revision().wrapping_add(openings)
     }
 
@@ -272,13 +290,16 @@ impl Executor {
         if !reads.is_empty() && reads.iter().all(|read| set.failed(read.source_idx)) {
             return Err(ListError::AllFailed { reports });
         }
-        let any_stale = reports
-            .iter()
-            .any(|report| matches!(report.status, SourceStatus::Ok { stale: Some(_), .. }));
+        let stale = Staleness::merged(reports.iter().map(|report| match report.status {
+            SourceStatus::Ok { stale, .. } => stale,
+            SourceStatus::Failed(_) | SourceStatus::Skipped { .. } => None,
+        }));
+        // A stale answer shows ages that change by the second, and must never be answered
+        // by the body memoized for the same pages while they were fresh.
         let memoizable = !reports
             .iter()
             .any(|report| matches!(report.status, SourceStatus::Failed(_)))
-            && !any_stale;
+            && stale.is_none();
         let (upstream_calls, inputs) = set.into_inputs();
         Ok(ListResult {
             meta,
@@ -287,12 +308,13 @@ impl Executor {
             upstream_calls,
             inputs,
             memoizable,
-            any_stale,
+            stale,
         })
     }
 
     /// Fetches pages concurrently through the cache (the per-source permits bound what is in
-    /// flight) and checks each against its source's facts.
+    /// flight) and checks each against its source's facts. A page stale within the
+    /// stale-while-revalidate window is taken as it is, and refreshed in the background.
     async fn fetch(&self, reads: &[Read<'_>], wanted: Vec<(usize, u64)>, set: &mut PageSet, ctx: &CallContext<'_>) {
         let fetches = wanted.into_iter().filter_map(|(source_idx, page)| {
             let read = reads.iter().find(|read| read.source_idx == source_idx)?;
@@ -304,6 +326,7 @@ impl Executor {
                         read.page_key(page),
                         ctx.refresh,
                         client.fetch_page(read.pushed, page, ctx.request_id, ctx.deadline),
+                        || self.revalidation(read, page, ctx.request_id),
                     )
                     .await;
                 ((source_idx, page), result)

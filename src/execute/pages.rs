@@ -6,11 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::reads::Read;
+use super::reports::Staleness;
 use super::{Found, UserRef};
 use crate::cache::facts::Verdict;
 use crate::cache::{CachedPage, FactsStore, Lookup, PageCache};
@@ -27,8 +27,8 @@ pub(super) struct PageSet {
     /// By (source index, upstream page): ordered, so a source's pages come in upstream order.
     pages: BTreeMap<(usize, u64), Arc<CachedPage>>,
     failures: HashMap<usize, SourceError>,
-    /// Per source, the age of the oldest page served stale.
-    stale: HashMap<usize, Duration>,
+    /// Per source, the pages served past their freshness.
+    stale: HashMap<usize, Staleness>,
     /// Sources whose earlier facts this request already forgot once.
     resets: HashSet<usize>,
     /// Pages read again beside the layout's, to recheck a contradiction after forgetting
@@ -46,7 +46,7 @@ impl PageSet {
         self.failures.get(&source_idx)
     }
 
-    pub fn stale(&self, source_idx: usize) -> Option<Duration> {
+    pub fn stale(&self, source_idx: usize) -> Option<Staleness> {
         self.stale.get(&source_idx).copied()
     }
 
@@ -198,7 +198,8 @@ impl PageSet {
         // were checked against nothing, so they wait for the next round.
         let mut forgotten: HashSet<usize> = HashSet::new();
         for ((source_idx, page), result) in results {
-            if !matches!(result, Ok((_, Lookup::Hit))) {
+            // A page served while it refreshes in the background waited for no upstream call.
+            if !matches!(result, Ok((_, Lookup::Hit | Lookup::Revalidating { .. }))) {
                 self.upstream_calls += 1;
             }
             let Some(read) = reads.iter().find(|read| read.source_idx == source_idx) else {
@@ -231,12 +232,12 @@ impl PageSet {
                             "upstream matched more loosely than its pushed-down filter; reading it in full from now on"
                         );
                     }
-                    if let Lookup::Stale { age } = lookup {
-                        let oldest = self.stale.entry(source_idx).or_insert(age);
-                        *oldest = (*oldest).max(age);
+                    if let Some(stale) = Staleness::of(lookup) {
+                        let merged = self.stale.get(&source_idx).map_or(stale, |seen| seen.merge(stale));
+                        self.stale.insert(source_idx, merged);
                     }
                     self.pages.insert((source_idx, page), cached);
-                    if lookup != Lookup::Hit {
+                    if matches!(lookup, Lookup::Fetched | Lookup::Stale { .. }) {
                         store.reweigh(&read.query, &facts);
                     }
                 }

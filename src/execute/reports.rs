@@ -3,17 +3,65 @@
 use std::time::Duration;
 
 use super::pages::PageSet;
+use crate::cache::Lookup;
 use crate::merge::layout::SourceLayout;
 use crate::providers::SourceError;
 use crate::query::plan::{Action, Plan};
 
+/// Pages served past their freshness (RFC 5861), for one source or a whole answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staleness {
+    /// Age of the oldest such page (`age_secs`).
+    pub age: Duration,
+    /// How far past its freshness the stalest such page is (`Cache-Status: …; ttl=-N`).
+    pub stale_for: Duration,
+    /// Whether one stood in for a failed upstream call (stale-if-error: `fwd=stale`); when
+    /// not, every such page was served while a background refresh replaces it
+    /// (stale-while-revalidate).
+    pub stood_in: bool,
+}
+
+impl Staleness {
+    /// The staleness a lookup served, if it served a stale page.
+    pub fn of(lookup: Lookup) -> Option<Staleness> {
+        match lookup {
+            Lookup::Hit | Lookup::Fetched => None,
+            Lookup::Stale { age, stale_for } => Some(Staleness {
+                age,
+                stale_for,
+                stood_in: true,
+            }),
+            Lookup::Revalidating { age, stale_for } => Some(Staleness {
+                age,
+                stale_for,
+                stood_in: false,
+            }),
+        }
+    }
+
+    /// Both together: the oldest page, the stalest page, and whether any stood in.
+    pub fn merge(self, other: Staleness) -> Staleness {
+        Staleness {
+            age: self.age.max(other.age),
+            stale_for: self.stale_for.max(other.stale_for),
+            stood_in: self.stood_in || other.stood_in,
+        }
+    }
+
+    /// Over several sources' (or pages') staleness.
+    pub fn merged(all: impl IntoIterator<Item = Option<Staleness>>) -> Option<Staleness> {
+        all.into_iter().flatten().reduce(Staleness::merge)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum SourceStatus {
-    /// `total` counts the source's matching users; `stale` is the age of the oldest page
-    /// served past its freshness because the upstream failed (stale-if-error).
+    /// `total` counts the source's matching users; `stale` says which of the pages it was
+    /// read from were served past their freshness (a failed refetch, or a refresh running
+    /// in the background).
     Ok {
         total: u64,
-        stale: Option<Duration>,
+        stale: Option<Staleness>,
     },
     Failed(SourceError),
     Skipped {

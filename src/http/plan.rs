@@ -164,9 +164,16 @@ pub struct PagesJson {
     pub to_read: Option<String>,
     #[schema(required = true, example = 2)]
     pub to_read_count: Option<u64>,
-    /// How many of those pages (or of page 1, while they are unknown) are cached.
+    /// How many of those pages (or of page 1, while they are unknown) are cached and would be
+    /// served without waiting for an upstream: fresh, or stale by less than
+    /// GATEWAY_STALE_WHILE_REVALIDATE_SECS. A page further past its freshness is kept only to
+    /// stand in if its refetch fails, and is not counted.
     #[schema(example = 1)]
     pub cached: u64,
+    /// How many of the `cached` pages are stale: served at once, flagged `stale`, while one
+    /// background refresh replaces each (stale-while-revalidate).
+    #[schema(example = 0)]
+    pub stale: u64,
     /// `GATEWAY_MAX_UPSTREAM_PAGES`: a full read of more pages is refused with a 422.
     #[schema(example = 1000)]
     pub limit: u64,
@@ -260,6 +267,7 @@ pub async fn explain_plan(
                         to_read: pages.to_read.as_deref().map(ranges),
                         to_read_count: pages.to_read.as_ref().map(|pages| pages.len() as u64),
                         cached: pages.cached,
+                        stale: pages.stale,
                         limit,
                         within_limit: !pages.over_limit,
                     });

@@ -17,7 +17,9 @@ use super::problem::{Error, Problem};
 use super::render::{json_once, json_response, PageLinks};
 use super::AppState;
 use crate::cache::responses::Headers;
-use crate::execute::{CallContext, ListError, LookupError, SourceReport, SourceStatus, TooManyPages, UserRef};
+use crate::execute::{
+    CallContext, ListError, LookupError, SourceReport, SourceStatus, Staleness, TooManyPages, UserRef,
+};
 use crate::model::User;
 use crate::providers::breaker::CircuitState;
 use crate::providers::SourceErrorCode;
@@ -187,8 +189,9 @@ pub struct SourceStatusJson {
     /// Why a source was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Present and true when a cached page past its freshness stood in for a failed
-    /// upstream call (stale-if-error, RFC 5861).
+    /// Present and true when a cached page past its freshness was served: standing in for a
+    /// failed upstream call (stale-if-error), or at once while a background refresh replaces
+    /// it (stale-while-revalidate; RFC 5861).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stale: Option<bool>,
     /// With `stale`: the age in seconds of the oldest page served.
@@ -285,7 +288,7 @@ impl AppState {
         let mut stale_age = None;
         let (status, total, error, reason) = match &report.status {
             SourceStatus::Ok { total, stale } => {
-                stale_age = *stale;
+                stale_age = stale.map(|stale| stale.age);
                 (SourceState::Ok, Some(*total), None, None)
             }
             SourceStatus::Failed(error) => (
@@ -390,15 +393,21 @@ fn wants_refresh(headers: &HeaderMap) -> bool {
 }
 
 /// RFC 9211: `hit` when no upstream call was needed, `fwd=stale` when a stale copy stood in
-/// for a failed call of a source the body reports `ok` (and `stale`), else `fwd=miss`.
-fn cache_status(upstream_calls: usize, any_stale: bool) -> HeaderValue {
-    HeaderValue::from_static(if any_stale {
-        "users-gateway; fwd=stale"
-    } else if upstream_calls == 0 {
-        "users-gateway; hit"
-    } else {
-        "users-gateway; fwd=miss"
-    })
+/// for a failed call of a source the body reports `ok` (and `stale`), else `fwd=miss`. Stale
+/// pages served while they refresh in the background add `ttl=-N`, N the whole seconds the
+/// stalest is past its freshness, so a stale answer never reads as a fresh one.
+fn cache_status(upstream_calls: usize, stale: Option<Staleness>) -> HeaderValue {
+    let forwarded = if upstream_calls == 0 { "hit" } else { "fwd=miss" };
+    match stale {
+        Some(stale) if stale.stood_in => HeaderValue::from_static("users-gateway; fwd=stale"),
+        Some(stale) => HeaderValue::try_from(format!(
+            "users-gateway; {forwarded}; ttl=-{}",
+            stale.stale_for.as_secs()
+        ))
+        .expect("ASCII digits make a header value"),
+        None if upstream_calls == 0 => HeaderValue::from_static("users-gateway; hit"),
+        None => HeaderValue::from_static("users-gateway; fwd=miss"),
+    }
 }
 
 /// List users across sources, merged and paginated exactly.
@@ -419,7 +428,7 @@ fn cache_status(upstream_calls: usize, any_stale: bool) -> HeaderValue {
                 ("X-Total-Count" = u64, description = "Matching users across sources that answered"),
                 ("X-Request-Id" = String, description = "The caller's request id when well-formed, else a generated one"),
                 ("ETag" = String, description = "Strong validator of the body"),
-                ("Cache-Status" = String, description = "`users-gateway; hit` when no upstream call was needed, `users-gateway; fwd=stale` when a stale page stood in for a failed upstream (see `meta.sources[].stale`), else `users-gateway; fwd=miss`"),
+                ("Cache-Status" = String, description = "RFC 9211. `users-gateway; hit` when no upstream call was needed, else `users-gateway; fwd=miss`. `users-gateway; hit; ttl=-N` when cached pages up to N whole seconds past their freshness were served at once while they refresh in the background (stale-while-revalidate, GATEWAY_STALE_WHILE_REVALIDATE_SECS; `fwd=miss; ttl=-N` when other pages had to be fetched), and `users-gateway; fwd=stale` when a stale page stood in for a failed upstream (stale-if-error). Either way the sources served stale say `stale: true` with `age_secs` in `meta.sources`"),
             )),
         (status = 304, description = "Not modified: the `If-None-Match` tag matches",
             headers(("ETag" = String, description = "The current validator"))),
@@ -442,7 +451,7 @@ pub async fn list_users(State(state): State<AppState>, request: Request) -> Resu
     let revision = state.executor.revision();
     if !refresh {
         if let Some(stored) = state.responses.get(query_text, revision) {
-            return Ok(json_response(headers, &stored, cache_status_headers(0, false)));
+            return Ok(json_response(headers, &stored, cache_status_headers(0, None)));
         }
     }
 
@@ -502,7 +511,7 @@ pub async fn list_users(State(state): State<AppState>, request: Request) -> Resu
     Ok(json_response(
         headers,
         &stored,
-        cache_status_headers(result.upstream_calls, result.any_stale),
+        cache_status_headers(result.upstream_calls, result.stale),
     ))
 }
 
@@ -514,9 +523,9 @@ fn request_id(request: &Request) -> std::sync::Arc<str> {
         .map_or_else(|| std::sync::Arc::from("-"), |id| id.0.clone())
 }
 
-fn cache_status_headers(upstream_calls: usize, any_stale: bool) -> HeaderMap {
+fn cache_status_headers(upstream_calls: usize, stale: Option<Staleness>) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(8);
-    headers.insert("cache-status", cache_status(upstream_calls, any_stale));
+    headers.insert("cache-status", cache_status(upstream_calls, stale));
     headers
 }
 
@@ -536,7 +545,7 @@ fn cache_status_headers(upstream_calls: usize, any_stale: bool) -> HeaderMap {
             headers(
                 ("X-Request-Id" = String, description = "The request id"),
                 ("ETag" = String, description = "Strong validator of the body"),
-                ("Cache-Status" = String, description = "`users-gateway; hit`, `users-gateway; fwd=stale` or `users-gateway; fwd=miss`"),
+                ("Cache-Status" = String, description = "As for `GET /users`: `users-gateway; hit`, `users-gateway; hit; ttl=-N` (served stale while it refreshes in the background), `users-gateway; fwd=stale` (a stale copy stood in for a failed upstream) or `users-gateway; fwd=miss`"),
             )),
         (status = 304, description = "Not modified: the `If-None-Match` tag matches",
             headers(("ETag" = String, description = "The current validator"))),
@@ -587,10 +596,7 @@ pub async fn get_user(
         })?;
     let user: UserRef = found.user.ok_or_else(no_such_user)?;
     let mut response_headers = HeaderMap::new();
-    response_headers.insert(
-        "cache-status",
-        cache_status(found.upstream_calls, found.stale.is_some()),
-    );
+    response_headers.insert("cache-status", cache_status(found.upstream_calls, found.stale));
     let bytes = serde_json::to_vec(&UserJson::new(&user, include_raw)).expect("a user serializes");
     Ok(json_once(&headers, bytes, response_headers))
 }

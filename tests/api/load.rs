@@ -157,6 +157,7 @@ async fn two_hundred_callers_through_a_flapping_provider_then_a_clean_shutdown()
         SandboxOptions::default(),
         &[
             ("GATEWAY_CACHE_TTL_SECS", "0"),
+            ("GATEWAY_STALE_WHILE_REVALIDATE_SECS", "0"),
             ("GATEWAY_STALE_IF_ERROR_SECS", "1"),
             ("GATEWAY_UPSTREAM_RETRIES", "2"),
             ("GATEWAY_UPSTREAM_BACKOFF_MS", "5"),

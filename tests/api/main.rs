@@ -16,5 +16,6 @@ mod paging;
 mod plan;
 mod query;
 mod resilience;
+mod revalidate;
 mod secrets;
 mod users;

@@ -149,11 +149,13 @@ async fn the_breaker_opens_after_repeated_failures_and_stops_calling() {
 #[tokio::test(start_paused = true)]
 async fn a_stale_copy_stands_in_for_a_failing_upstream_and_says_so() {
     let _clock = tick_paused_clock();
-    // TTL 0: every page is stale at once, but stays usable for the stale-if-error window.
+    // TTL 0: every page is stale at once, but stays usable for the stale-if-error window;
+    // no stale-while-revalidate window, so every request refetches.
     let app = spawn_with(
         SandboxOptions::default(),
         &[
             ("GATEWAY_CACHE_TTL_SECS", "0"),
+            ("GATEWAY_STALE_WHILE_REVALIDATE_SECS", "0"),
             ("GATEWAY_UPSTREAM_RETRIES", "0"),
             ("GATEWAY_STALE_IF_ERROR_SECS", "300"),
         ],
@@ -213,6 +215,7 @@ async fn a_partial_answer_without_stale_data_does_not_say_stale() {
         options,
         &[
             ("GATEWAY_CACHE_TTL_SECS", "0"),
+            ("GATEWAY_STALE_WHILE_REVALIDATE_SECS", "0"),
             ("GATEWAY_UPSTREAM_RETRIES", "0"),
             ("GATEWAY_STALE_IF_ERROR_SECS", "300"),
         ],
