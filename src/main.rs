@@ -31,8 +31,50 @@ struct Cli {
     /// With --demo: latency each sandbox answer adds, in milliseconds.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     sandbox_latency_ms: u64,
+    /// With --demo: the sandbox's dataset (default: the documented demo dataset).
+    #[command(flatten)]
+    sandbox_data: DataArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// The sandbox's dataset, for tenants of realistic size (`bench/run.sh`). Unset, each keeps
+/// the documented demo dataset (1,250 TI users at 40 a page, 730 TIS users, plain records).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct DataArgs {
+    /// Thought Industries users in the sandbox [default: 1250].
+    #[arg(long = "sandbox-ti-users", visible_alias = "ti-users", value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    ti_users: Option<u32>,
+    /// TapIntoSafety users in the sandbox [default: 730].
+    #[arg(long = "sandbox-tis-users", visible_alias = "tis-users", value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    tis_users: Option<u32>,
+    /// Users per Thought Industries page (TI's `pageInfo.perPage`) [default: 40].
+    #[arg(long = "sandbox-ti-page-size", visible_alias = "ti-page-size", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    ti_page_size: Option<u32>,
+    /// Pads each Thought Industries record with more of TI's documented fields (addresses,
+    /// refs, customFields, purchased courses, a longer bio) to about this many bytes of JSON,
+    /// deterministically from the seed; the normalized fields stay the same [default: plain
+    /// records, about 600 bytes].
+    #[arg(long = "sandbox-ti-record-bytes", visible_alias = "ti-record-bytes", value_name = "BYTES", value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
+    ti_record_bytes: Option<u32>,
+}
+
+impl DataArgs {
+    fn apply(&self, mut options: SandboxOptions) -> SandboxOptions {
+        if let Some(n) = self.ti_users {
+            options.ti_users = n as usize;
+        }
+        if let Some(n) = self.tis_users {
+            options.tis_users = n as usize;
+        }
+        if let Some(n) = self.ti_page_size {
+            options.ti_page_size = n as usize;
+        }
+        if let Some(bytes) = self.ti_record_bytes {
+            options.ti_record_bytes = Some(bytes as usize);
+        }
+        options
+    }
 }
 
 #[derive(Subcommand)]
@@ -75,6 +117,8 @@ enum Command {
         /// Seed of the generated users.
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        #[command(flatten)]
+        data: DataArgs,
     },
     /// Print the OpenAPI document (regenerates openapi/openapi.json).
     Openapi,
@@ -124,17 +168,27 @@ async fn run(cli: Cli) -> Result<(), String> {
             ti_fault,
             tis_fault,
             seed,
-        }) => run_sandbox(ti_addr, tis_addr, latency_ms, ti_fault, tis_fault, seed).await,
+            data,
+        }) => {
+            let options = data.apply(SandboxOptions {
+                seed,
+                ti_addr,
+                tis_addr,
+                latency: Duration::from_millis(latency_ms),
+                ..SandboxOptions::default()
+            });
+            run_sandbox(options, ti_fault, tis_fault).await
+        }
         None => run_gateway(cli).await,
     }
 }
 
 async fn run_gateway(cli: Cli) -> Result<(), String> {
     let sandbox = if cli.demo {
-        let options = SandboxOptions {
+        let options = cli.sandbox_data.apply(SandboxOptions {
             latency: Duration::from_millis(cli.sandbox_latency_ms),
             ..SandboxOptions::default()
-        };
+        });
         Some(
             Sandbox::start(options)
                 .await
@@ -190,23 +244,12 @@ fn print_banner(format: LogFormat, addr: SocketAddr, sandbox: Option<&Sandbox>) 
     }
 }
 
-async fn run_sandbox(
-    ti_addr: SocketAddr,
-    tis_addr: SocketAddr,
-    latency_ms: u64,
-    ti_fault: Fault,
-    tis_fault: Fault,
-    seed: u64,
-) -> Result<(), String> {
+async fn run_sandbox(options: SandboxOptions, ti_fault: Fault, tis_fault: Fault) -> Result<(), String> {
     telemetry::init_tracing(users_gateway::config::LogFormat::Pretty);
-    let options = SandboxOptions {
-        seed,
-        ti_addr,
-        tis_addr,
-        latency: Duration::from_millis(latency_ms),
-        ..SandboxOptions::default()
-    };
     let (ti_users, ti_page_size, tis_users) = (options.ti_users, options.ti_page_size, options.tis_users);
+    let ti_records = options.ti_record_bytes.map_or(String::new(), |bytes| {
+        format!(", records padded to about {bytes} bytes")
+    });
     let sandbox = Sandbox::start(options)
         .await
         .map_err(|e| format!("cannot start the sandbox: {e}"))?;
@@ -214,7 +257,7 @@ async fn run_sandbox(
     sandbox.tis.control.set_fault(tis_fault);
     let (ti, tis) = (&sandbox.ti, &sandbox.tis);
     println!(
-        "Thought Industries sandbox: {}  key: {}  ({ti_users} users, {ti_page_size} per page)",
+        "Thought Industries sandbox: {}  key: {}  ({ti_users} users, {ti_page_size} per page{ti_records})",
         ti.base_url, ti.api_key
     );
     println!(
@@ -254,4 +297,54 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataset_flags_reach_the_sandbox_options_and_default_to_the_demo_dataset() {
+        let cli = Cli::try_parse_from(["users-gateway", "--demo"]).unwrap();
+        let options = cli.sandbox_data.apply(SandboxOptions::default());
+        assert_eq!(
+            (
+                options.ti_users,
+                options.tis_users,
+                options.ti_page_size,
+                options.ti_record_bytes
+            ),
+            (1250, 730, 40, None)
+        );
+        let cli = Cli::try_parse_from([
+            "users-gateway",
+            "--demo",
+            "--sandbox-ti-users",
+            "20000",
+            "--sandbox-tis-users",
+            "10000",
+            "--sandbox-ti-page-size",
+            "100",
+            "--sandbox-ti-record-bytes",
+            "3500",
+        ])
+        .unwrap();
+        let options = cli.sandbox_data.apply(SandboxOptions::default());
+        assert_eq!(
+            (
+                options.ti_users,
+                options.tis_users,
+                options.ti_page_size,
+                options.ti_record_bytes
+            ),
+            (20000, 10000, 100, Some(3500))
+        );
+        let cli = Cli::try_parse_from(["users-gateway", "sandbox", "--ti-users", "5", "--ti-page-size", "7"]).unwrap();
+        let Some(Command::Sandbox { data, .. }) = cli.command else {
+            panic!("the sandbox subcommand");
+        };
+        let options = data.apply(SandboxOptions::default());
+        assert_eq!((options.ti_users, options.ti_page_size), (5, 7));
+        assert!(Cli::try_parse_from(["users-gateway", "--demo", "--sandbox-ti-page-size", "0"]).is_err());
+    }
 }

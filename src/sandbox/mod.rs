@@ -35,6 +35,10 @@ pub struct SandboxOptions {
     /// Thought Industries picks its own page size; the sandbox's is deliberately not 50.
     pub ti_page_size: usize,
     pub tis_users: usize,
+    /// Pads each TI record with more of the provider's documented fields until its JSON is
+    /// about this many bytes (real tenants' records run to several KB); `None`: the plain
+    /// seeded records. See [`seed::ti_users_padded`].
+    pub ti_record_bytes: Option<usize>,
     pub ti_addr: SocketAddr,
     pub tis_addr: SocketAddr,
     /// Added before every answer, to make fan-out and caching visible.
@@ -48,6 +52,7 @@ impl Default for SandboxOptions {
             ti_users: 1250,
             ti_page_size: 40,
             tis_users: 730,
+            ti_record_bytes: None,
             ti_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             tis_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             latency: Duration::ZERO,
@@ -79,7 +84,10 @@ pub struct Sandbox {
 impl Sandbox {
     /// Binds both providers and serves them on background tasks.
     pub async fn start(options: SandboxOptions) -> std::io::Result<Sandbox> {
-        let ti_records = Arc::new(seed::ti_users(options.seed, options.ti_users));
+        let ti_records = Arc::new(match options.ti_record_bytes {
+            None => seed::ti_users(options.seed, options.ti_users),
+            Some(bytes) => seed::ti_users_padded(options.seed, options.ti_users, bytes),
+        });
         let tis_records = Arc::new(seed::tis_users(options.seed.wrapping_add(1), options.tis_users));
         let ti = serve_provider(
             ProviderKind::ThoughtIndustries,
@@ -168,4 +176,31 @@ pub(crate) fn page_of<T>(items: &[T], page: usize, size: usize) -> &[T] {
     let start = page.saturating_sub(1).saturating_mul(size).min(items.len());
     let end = start.saturating_add(size).min(items.len());
     &items[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_large_tenant_serves_padded_records_at_its_page_size() {
+        let options = SandboxOptions {
+            ti_users: 250,
+            ti_page_size: 100,
+            ti_record_bytes: Some(3500),
+            tis_users: 60,
+            ..SandboxOptions::default()
+        };
+        let sandbox = Sandbox::start(options).await.unwrap();
+        assert_eq!((sandbox.ti.records.len(), sandbox.tis.records.len()), (250, 60));
+        let sizes: Vec<usize> = sandbox.ti.records.iter().map(|r| r.to_string().len()).collect();
+        assert!(sizes.iter().all(|len| (3400..=3600).contains(len)), "{sizes:?}");
+        assert_eq!(*sandbox.ti.records, seed::ti_users_padded(7, 250, 3500));
+        let plain = Sandbox::start(SandboxOptions::default()).await.unwrap();
+        assert_eq!(
+            *plain.ti.records,
+            seed::ti_users(7, 1250),
+            "the default dataset is the plain one"
+        );
+    }
 }

@@ -239,6 +239,233 @@ pub fn ti_users(seed: u64, count: usize) -> Vec<Value> {
         .collect()
 }
 
+/// Thought Industries users as [`ti_users`] makes them, each then padded with more of the
+/// fields TI's docs list (addresses, `ref1`…`ref10`, `customFields`, purchased courses,
+/// allocated licenses, recommendations, a longer `bio`) until its JSON is about
+/// `record_bytes` long, as real tenants' records are. The fields the gateway normalizes are
+/// exactly [`ti_users`]'s for the same seed; the padding is deterministic from the seed too.
+/// A record already at least `record_bytes` long is left as it is.
+pub fn ti_users_padded(seed: u64, count: usize, record_bytes: usize) -> Vec<Value> {
+    let mut users = ti_users(seed, count);
+    // Its own stream, so padding never shifts the normalized fields.
+    let mut rng = Rng(seed ^ 0x5EED_0F_DA7A_u64.rotate_left(17));
+    for user in &mut users {
+        if let Value::Object(record) = user {
+            pad_ti_record(&mut rng, record, record_bytes);
+        }
+    }
+    users
+}
+
+const CITIES: &[(&str, &str, &str)] = &[
+    ("Brisbane", "QLD", "4000"),
+    ("Perth", "WA", "6000"),
+    ("Darwin", "NT", "0800"),
+    ("Hobart", "TAS", "7000"),
+    ("Newcastle", "NSW", "2300"),
+    ("Kalgoorlie", "WA", "6430"),
+];
+const STREETS: &[&str] = &[
+    "Mine Road",
+    "Harbour Street",
+    "Quarry Lane",
+    "Depot Avenue",
+    "Smelter Way",
+];
+const COURSES: &[&str] = &[
+    "Working at Heights",
+    "Confined Space Entry",
+    "Manual Handling",
+    "Fire Warden Training",
+    "Chemical Safety (SDS)",
+    "First Aid Refresher",
+    "Site Induction 2024",
+    "Hazard Identification",
+    "Forklift Operation",
+    "Isolation and Tag-out",
+];
+const COURSE_STATUSES: &[&str] = &["notStarted", "started", "completed", "expired"];
+const BIO_WORDS: &[&str] = &[
+    "Site",
+    "supervisor",
+    "with",
+    "ten",
+    "years",
+    "in",
+    "open-cut",
+    "and",
+    "underground",
+    "operations.",
+    "Leads",
+    "toolbox",
+    "talks,",
+    "signs",
+    "off",
+    "permits",
+    "and",
+    "mentors",
+    "new",
+    "starters",
+    "on",
+    "night",
+    "shift.",
+    "Holds",
+    "a",
+    "Certificate",
+    "IV",
+    "in",
+    "Work",
+    "Health",
+    "and",
+    "Safety.",
+];
+
+/// The extra fields of one record, then `bio` text up to the size. Keys and values are
+/// plain ASCII except names already in the record, so lengths add up without escaping.
+fn pad_ti_record(rng: &mut Rng, record: &mut Map<String, Value>, record_bytes: usize) {
+    let json_len = |record: &Map<String, Value>| serde_json::to_string(record).map_or(0, |text| text.len());
+    if json_len(record) >= record_bytes {
+        return;
+    }
+    let initial = |key: &str| {
+        record
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|name| name.chars().next())
+            .map_or(Value::Null, |c| json!(c.to_string()))
+    };
+    let (first_initial, last_initial) = (initial("firstName"), initial("lastName"));
+    let (city, state, zip) = CITIES[rng.below(CITIES.len() as u64) as usize];
+    let mut extra = vec![
+        (
+            "asset",
+            json!(format!(
+                "https://cdn.acme-learning.example/avatars/{:016x}.png",
+                rng.next()
+            )),
+        ),
+        ("firstInitial", first_initial),
+        ("lastInitial", last_initial),
+        (
+            "invitedByName",
+            json!(rng.pick(&["", "Learning Admin", "HR Onboarding"])),
+        ),
+        ("shouldHighlight", json!(rng.percent(5))),
+        (
+            "address1",
+            json!(format!("{} {}", 1 + rng.below(400), rng.pick(STREETS))),
+        ),
+        ("address2", json!(if rng.percent(20) { "Unit 4" } else { "" })),
+        ("city", json!(city)),
+        ("state", json!(state)),
+        ("zipCode", json!(zip)),
+        ("country", json!("AU")),
+        (
+            "telephone",
+            json!(format!(
+                "+61 4{:02} {:03} {:03}",
+                rng.below(100),
+                rng.below(1000),
+                rng.below(1000)
+            )),
+        ),
+        ("stripeCustomerId", json!(rng.uuid())),
+        ("externalCustomerId", json!(rng.uuid())),
+        ("sfAccountId", json!(rng.uuid())),
+        ("sfContactId", json!(rng.uuid())),
+        ("shippingName", json!("")),
+        ("preferredCurrency", json!("AUD")),
+        ("learnerUserId", json!(rng.uuid())),
+        ("managerUserId", json!(rng.uuid())),
+        ("balance", json!(rng.below(500))),
+        (
+            "customFields",
+            json!({
+                "site": rng.pick(&["Pit 3", "Processing Plant", "Port Hedland Wharf", "Head Office"]),
+                "department": rng.pick(&["Maintenance", "Operations", "HSE", "Logistics"]),
+                "shift": rng.pick(&["Day", "Night", "Swing"]),
+                "licenceNumber": format!("HRW-{:07}", rng.below(10_000_000)),
+                "supervisorEmail": format!("supervisor{}@acme-learning.example", rng.below(200)),
+                "inductionCompleted": rng.percent(85),
+            }),
+        ),
+        (
+            "recommendedTags",
+            json!([{ "label": rng.pick(&["heights", "chemicals", "plant"]), "boost": rng.below(10) }]),
+        ),
+        ("recommendedSlugs", json!([{ "slug": "site-induction", "boost": 1 }])),
+        ("accessedFlows", json!(["dashboard", "catalog"])),
+        ("purchasedBundles", json!([])),
+        (
+            "allocatedLicenses",
+            json!([{
+                "license": { "id": rng.uuid(), "name": "Contractor Licence" },
+                "licenseRole": "student",
+                "licenseId": rng.uuid(),
+                "status": "active",
+            }]),
+        ),
+    ];
+    for n in 1..=10 {
+        extra.push((REF_KEYS[n - 1], json!(format!("REF{n}-{:06}", rng.below(1_000_000)))));
+    }
+    for (key, value) in extra {
+        record.insert(key.to_owned(), value);
+    }
+    // Purchased courses, each about 330 bytes, while they fit with room for the bio.
+    let mut len = json_len(record);
+    let mut courses = Vec::new();
+    loop {
+        let course_id = rng.uuid();
+        let title = rng.pick(COURSES);
+        let completed = rng.percent(50);
+        let course = json!({
+            "course": { "id": course_id, "title": title, "slug": slug(title) },
+            "courseId": course_id,
+            "certificate": if completed { json!(rng.uuid()) } else { Value::Null },
+            "certificateIssuedAt": if completed { json!(timestamp(rng, EPOCH_2019).1) } else { Value::Null },
+            "instructorAccessPurchased": false,
+            "status": rng.pick(COURSE_STATUSES),
+        });
+        let course_len = serde_json::to_string(&course).map_or(0, |text| text.len()) + usize::from(!courses.is_empty());
+        if len + course_len + 200 > record_bytes {
+            break;
+        }
+        len += course_len;
+        courses.push(course);
+    }
+    record.insert("purchasedCourses".into(), Value::Array(courses));
+    // The bio takes up the rest: whole words, ASCII, so its length is its JSON length.
+    let bio_now = record.get("bio").and_then(Value::as_str).unwrap_or("").to_owned();
+    let len = json_len(record);
+    let room = record_bytes.saturating_sub(len) + bio_now.len();
+    let mut bio = bio_now;
+    let mut word_idx = rng.below(BIO_WORDS.len() as u64) as usize;
+    while bio.len() < room {
+        if !bio.is_empty() {
+            bio.push(' ');
+        }
+        bio.push_str(BIO_WORDS[word_idx % BIO_WORDS.len()]);
+        word_idx += 1;
+    }
+    bio.truncate(room);
+    record.insert("bio".into(), json!(bio));
+}
+
+/// `Working at Heights` -> `working-at-heights`.
+fn slug(title: &str) -> String {
+    title
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+const REF_KEYS: [&str; 10] = [
+    "ref1", "ref2", "ref3", "ref4", "ref5", "ref6", "ref7", "ref8", "ref9", "ref10",
+];
+
 /// TapIntoSafety users, in upstream order.
 pub fn tis_users(seed: u64, count: usize) -> Vec<Value> {
     let mut rng = Rng(seed);
@@ -303,5 +530,66 @@ mod tests {
         assert!(tis.iter().any(|u| u["username"].as_str().unwrap().starts_with("sso|")));
         let ids: std::collections::HashSet<_> = tis.iter().map(|u| u["id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), 730);
+    }
+
+    #[test]
+    fn padded_records_are_about_the_size_asked_and_keep_the_normalized_fields() {
+        let plain = ti_users(7, 300);
+        let padded = ti_users_padded(7, 300, 3500);
+        assert_eq!(padded, ti_users_padded(7, 300, 3500), "deterministic");
+        for (plain, padded) in plain.iter().zip(&padded) {
+            let len = serde_json::to_string(padded).unwrap().len();
+            assert!((3400..=3600).contains(&len), "{len} bytes");
+            for key in [
+                "id",
+                "email",
+                "firstName",
+                "lastName",
+                "name",
+                "roleKey",
+                "disabled",
+                "createdAt",
+                "updatedAt",
+                "lastActiveAt",
+                "client",
+                "clientId",
+            ] {
+                assert_eq!(plain.get(key), padded.get(key), "{key}");
+            }
+            for key in [
+                "customFields",
+                "purchasedCourses",
+                "address1",
+                "ref10",
+                "allocatedLicenses",
+            ] {
+                assert!(padded.get(key).is_some(), "{key}");
+            }
+        }
+        assert_eq!(
+            ti_users_padded(7, 20, 100),
+            ti_users(7, 20),
+            "a size below a record's leaves it"
+        );
+    }
+
+    /// The default dataset is what the tests and the README show: the first users' ids,
+    /// and a digest of all of them, must not move.
+    #[test]
+    fn default_dataset_is_unchanged() {
+        let ti = ti_users(7, 1250);
+        let tis = tis_users(8, 730);
+        assert_eq!(ti[0]["id"], "022ab1ba-8040-48e6-8b29-3e6770eb3a95");
+        let digest = |records: &[Value]| {
+            records.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, record| {
+                serde_json::to_string(record).unwrap().bytes().fold(hash, |hash, byte| {
+                    (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+                })
+            })
+        };
+        assert_eq!(
+            (digest(&ti), digest(&tis)),
+            (4_963_006_431_593_544_378, 706_753_936_901_380_332)
+        );
     }
 }
