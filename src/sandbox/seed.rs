@@ -248,7 +248,7 @@ pub fn ti_users(seed: u64, count: usize) -> Vec<Value> {
 pub fn ti_users_padded(seed: u64, count: usize, record_bytes: usize) -> Vec<Value> {
     let mut users = ti_users(seed, count);
     // Its own stream, so padding never shifts the normalized fields.
-    let mut rng = Rng(seed ^ 0x5EED_0F_DA7A_u64.rotate_left(17));
+    let mut rng = Rng(seed ^ 0x005E_ED0F_DA7A_u64.rotate_left(17));
     for user in &mut users {
         if let Value::Object(record) = user {
             pad_ti_record(&mut rng, record, record_bytes);
