@@ -29,7 +29,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS="${ROUNDS:-3}"                        # interleaved rounds of the hit comparison
+ROUNDS="${ROUNDS:-5}"                        # interleaved rounds of the hit comparison
 DURATION="${DURATION:-5s}"                   # each wrk run of the hit comparison
 WARMUP="${WARMUP:-1s}"                       # one warm-up run per server before round 1
 CONNS="${CONNS:-64 256}"                     # wrk connections
@@ -134,8 +134,8 @@ run_wrk() {
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 fmt_us() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else if (v >= 10000) printf "%.1f ms", v / 1000; else if (v >= 1000) printf "%.2f ms", v / 1000; else printf "%.0f µs", v }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "-" || b == "-") print "-"; else printf "%.2f", a / b }'; }
-metric_sum() { # sum of a Prometheus counter over its labels, from the gateway on port $1
-  curl -fs "http://127.0.0.1:$1/metrics" | awk -v name="$2" '$1 == name || index($1, name "{") == 1 { n += $NF } END { printf "%.0f", n }'
+metric_sum() { # sum of a Prometheus counter over its labels (those holding $3, if given), from the gateway on port $1
+  curl -fs "http://127.0.0.1:$1/metrics" | awk -v name="$2" -v having="${3:-}" '($1 == name || index($1, name "{") == 1) && index($1, having) { n += $NF } END { printf "%.0f", n }'
 }
 status_kb() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 ms_of() { awk -v s="$1" 'BEGIN { printf "%.1f", s * 1000 }'; }
@@ -294,7 +294,7 @@ CONF
     done
   done
   echo
-  echo "Upstream requests by the gateway during the rounds: $((upstream_after - upstream_before)) (a hit makes none)."
+  echo "Upstream requests by the gateway during the rounds: $((upstream_after - upstream_before)). A hit makes none; the gateway runs at its default TTL (60 s), so each time its pages expire during the rounds one request refetches TI page 1 and TIS page 1 (on loopback, no latency)."
   stop "$gw"; stop "$gw_auth"; stop "$axum"; stop "$hit_sb"
   kill "$nginx_master" 2>/dev/null || true
   rm -f "$work/nginx.pid"
@@ -315,21 +315,28 @@ request = function()
   return wrk.format("GET", paths[(n % #paths) + 1])
 end
 LUA
-  # Pages 1..N of 25 cover TI users 1..25N: TI pages 1..ceil(25N/40), plus TIS page 1 (its total).
-  pages_needed=$(( (25 * EXPIRY_PAGES + 39) / 40 + 1 ))
+  # Pages 1..N of 25 cover TI users 1..25N: TI pages 1..ceil(25N/40). TIS's page 1 is needed
+  # only while its total is unknown: the source facts outlive the pages (src/cache/facts.rs).
+  pages_needed=$(( (25 * EXPIRY_PAGES + 39) / 40 ))
   expiry_run() { # name, then gateway settings
     local name=$1; shift
     start_gateway "$GW_PORT" "$SB_TI_PORT" "$SB_TIS_PORT" "$@"
     local page
     for page in $(seq "$EXPIRY_PAGES"); do curl -fs -o /dev/null "http://127.0.0.1:$GW_PORT/users?page=$page&per_page=25"; done
-    local before after secs
+    local before after secs ti_before tis_before
     before=$(metric_sum "$GW_PORT" gateway_upstream_requests_total)
+    ti_before=$(metric_sum "$GW_PORT" gateway_upstream_requests_total 'source="thoughtindustries"')
+    tis_before=$(metric_sum "$GW_PORT" gateway_upstream_requests_total 'source="tapintosafety"')
     run_wrk "$EXPIRY_CONNECTIONS" "$EXPIRY_DURATION" "http://127.0.0.1:$GW_PORT/" -s "$lua" >"$work/wrk.out"
     read -r rps p50 p99 max requests errors _ <"$work/wrk.out"
     [ -n "$rps" ] || fail "wrk gave no figures for the $name run (see $out_dir/wrk.log)"
     after=$(metric_sum "$GW_PORT" gateway_upstream_requests_total)
     secs=$(awk -v d="$EXPIRY_DURATION" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }')
-    printf 'expiry\t%s\t%s\t1\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$EXPIRY_CONNECTIONS" "$rps" "$p50" "$p99" "$max" "$requests" "$errors" "$(awk -v n=$((after - before)) -v s="$secs" 'BEGIN { printf "%.1f", n / s }')" >>"$results"
+    per_sec() { awk -v n="$1" -v s="$secs" 'BEGIN { printf "%.1f", n / s }'; }
+    printf 'expiry\t%s\t%s\t1\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$EXPIRY_CONNECTIONS" "$rps" "$p50" "$p99" "$max" "$requests" "$errors" \
+      "$(per_sec $((after - before)))" \
+      "$(per_sec $(($(metric_sum "$GW_PORT" gateway_upstream_requests_total 'source="thoughtindustries"') - ti_before)))" \
+      "$(per_sec $(($(metric_sum "$GW_PORT" gateway_upstream_requests_total 'source="tapintosafety"') - tis_before)))" >>"$results"
     stop "$gw_pid"
   }
   expiry_run warm GATEWAY_CACHE_TTL_SECS=3600
@@ -342,19 +349,19 @@ LUA
   echo
   echo "## 2. Expiry under load: TTL 1 s, upstream latency $EXPIRY_LATENCY_MS ms"
   echo
-  echo "wrk -c$EXPIRY_CONNECTIONS for $EXPIRY_DURATION cycling over pages 1..$EXPIRY_PAGES (per_page=25), one gateway per row; those pages need $pages_needed upstream pages, so the ideal refresh rate is $pages_needed upstream requests/s at TTL 1 s."
+  echo "wrk -c$EXPIRY_CONNECTIONS for $EXPIRY_DURATION cycling over pages 1..$EXPIRY_PAGES (per_page=25), one gateway per row. Those pages are TI pages 1..$pages_needed (TIS's total comes from its page 1 and is kept in the source facts), so the ideal refresh rate at TTL 1 s is $pages_needed upstream requests/s."
   echo
-  echo "| run | req/s | p50 | p99 | max | p99 ÷ warm p99 | upstream req/s | errors |"
+  echo "| run | req/s | p50 | p99 | max | p99 ÷ warm p99 | upstream req/s (TI + TIS) | errors |"
   echo "|---|---|---|---|---|---|---|---|"
   warm_p99=$(awk -F'\t' '$1 == "expiry" && $2 == "warm" { print $7 }' "$results")
-  awk -F'\t' '$1 == "expiry"' "$results" | while IFS=$'\t' read -r _ name _ _ rps p50 p99 max _ errors ups; do
+  awk -F'\t' '$1 == "expiry"' "$results" | while IFS=$'\t' read -r _ name _ _ rps p50 p99 max _ errors ups ti_ups tis_ups; do
     case $name in
       warm) what="warm hits (TTL 3600 s)" ;;
       ttl1) what="TTL 1 s" ;;
       ttl1_swr0) what="TTL 1 s, GATEWAY_STALE_WHILE_REVALIDATE_SECS=0" ;;
       *) what="TTL 1 s, stale-while-revalidate ${name#ttl1_swr} s (default)" ;;
     esac
-    echo "| $what | $rps | $(fmt_us "$p50") | $(fmt_us "$p99") | $(fmt_us "$max") | $(ratio "$p99" "$warm_p99")× | $ups | $errors |"
+    echo "| $what | $rps | $(fmt_us "$p50") | $(fmt_us "$p99") | $(fmt_us "$max") | $(ratio "$p99" "$warm_p99")× | $ups ($ti_ups + $tis_ups) | $errors |"
   done
 
   # Cold fan-out, against the same slow upstreams.
