@@ -294,7 +294,7 @@ CONF
     done
   done
   echo
-  echo "Upstream requests by the gateway during the rounds: $((upstream_after - upstream_before)). A hit makes none; the gateway runs at its default TTL (60 s), so each time its pages expire during the rounds one request refetches TI page 1 and TIS page 1 (on loopback, no latency)."
+  echo "Upstream requests by the gateway during the rounds: $((upstream_after - upstream_before)). A hit makes none; the gateway runs at its default TTL (60 s), so pages that expire during the rounds are fetched again (on loopback, no latency; in the background with stale-while-revalidate)."
   stop "$gw"; stop "$gw_auth"; stop "$axum"; stop "$hit_sb"
   kill "$nginx_master" 2>/dev/null || true
   rm -f "$work/nginx.pid"

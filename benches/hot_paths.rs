@@ -11,8 +11,9 @@
 //! Inputs are real: upstream pages come over loopback from the sandbox (the demo dataset,
 //! and a large-tenant TI page of 100 records of ~3.5 KB), parsed by the gateway's own
 //! adapters. The router bench is the whole `Router` as `App::build` wires it, every
-//! middleware included; no tracing subscriber is installed here, so its access log costs
-//! nothing (in `bench/run.sh` it runs at the default level).
+//! middleware included, once without a tracing subscriber (the access log costs nothing) and
+//! once with the binary's default (`info`, formatted, written to a sink); beside it, a bare
+//! axum `Bytes` route, the framework's own cost. The allocator is the binary's (mimalloc).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -34,6 +35,10 @@ use users_gateway::query::parse::{list_query, SourceRef};
 use users_gateway::query::plan::plan;
 use users_gateway::query::pushdown::PushdownOptions;
 use users_gateway::sandbox::{Sandbox, SandboxOptions, SimulatedProvider};
+
+/// As in the binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -310,6 +315,35 @@ fn bench_router_hit(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let mut group = c.benchmark_group("router");
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("cached_users_page_1", |b| b.iter(|| rt.block_on(hit(router.clone()))));
+    // The default log level, as `bench/run.sh` runs the binary: the access line is formatted
+    // and written (to a sink here). The subscriber is this thread's, where `block_on` polls.
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        group.bench_function("cached_users_page_1_access_log_info", |b| {
+            b.iter(|| rt.block_on(hit(router.clone())))
+        });
+    });
+    // The framework's own cost for the same bytes: one route answering shared `Bytes`.
+    let bare = axum::Router::new().route(
+        "/users",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    );
+    group.bench_function("bare_axum_bytes", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let response = bare.clone().oneshot(get()).await.expect("infallible");
+                axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .expect("a body")
+            })
+        })
+    });
     group.finish();
 }
 
