@@ -188,6 +188,12 @@ async fn two_hundred_callers_through_a_flapping_provider_then_a_clean_shutdown()
     };
     load.drive(warm_up).await;
     let memory_after_warmup = resident_kib();
+    // The measured load starts with TIS failing, as if `FLAP_EVERY` answers had just
+    // flipped it: every caller's first measured request begins in the failing phase, so
+    // the failure is felt whatever the timing (counting answers alone, a phase could pass
+    // with every TIS page already in flight).
+    load.n_answers.store(FLAP_EVERY, Ordering::SeqCst);
+    app.sandbox.tis.control.set_fault(Fault::Status(502));
     load.drive(measured).await;
     let elapsed = started.elapsed();
     app.sandbox.tis.control.set_fault(Fault::None);
