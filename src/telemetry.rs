@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
@@ -151,7 +150,11 @@ fn record_http(route: &str, status: u16, elapsed: Duration) {
 /// debug logging is on (at the default level a span per request would cost more than the
 /// rest of a cache hit; the access log line carries the request id, and upstream spans
 /// carry it too).
-pub async fn observe(mut request: Request, next: Next) -> Response {
+pub async fn observe<F, Fut>(mut request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let started = Instant::now();
     let request_id = request
         .headers()
@@ -164,7 +167,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let span = tracing::debug_span!("request", method = method.as_str(), route, request_id = &*request_id);
 
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = inner(request).instrument(span).await;
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

@@ -1,9 +1,9 @@
 //! The HTTP surface: router, shared state, caller auth, and every tower layer in one place.
 //!
 //! Layers, outer → inner:
-//! 1. `telemetry::observe`: request id, span, access log, HTTP metrics.
-//! 2. `request_limits`: target length, header count and size (414 / 431 problems), and the
-//!    heads `serve`'s guard cut short.
+//! 1. `edge`: `telemetry::observe` (request id, access log, HTTP metrics) around
+//!    `over_limits` (target length, header count and size: 414 / 431 problems, and the heads
+//!    `serve`'s guard cut short). One layer: axum boxes every `from_fn` layer per request.
 //! 3. CORS (only when `GATEWAY_CORS_ORIGINS` is set).
 //! 4. Catch-panic: a bug answers 500 problem+json instead of dropping the connection.
 //! 5. Routes. `/users*` also pass `guard_api`: caller auth (only when `GATEWAY_API_KEYS`
@@ -98,8 +98,7 @@ pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| panic_response()))
         .layer(tower::util::option_layer(cors_layer(cors)))
-        .layer(middleware::from_fn(request_limits))
-        .layer(middleware::from_fn(crate::telemetry::observe))
+        .layer(middleware::from_fn(edge))
 }
 
 fn panic_response() -> Response {
@@ -140,8 +139,20 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
     )
 }
 
-/// Bounds what a request may carry before any handler reads it.
-async fn request_limits(request: Request, next: Next) -> Response {
+/// The outermost layer: every request is observed, and refused at once when it carries
+/// more than the limits allow.
+async fn edge(request: Request, next: Next) -> Response {
+    crate::telemetry::observe(request, |request| async move {
+        match over_limits(&request) {
+            Some(refused) => refused,
+            None => next.run(request).await,
+        }
+    })
+    .await
+}
+
+/// The problem for a request that carries more than it may before any handler reads it.
+fn over_limits(request: &Request) -> Option<Response> {
     if let Some(&cut) = request.extensions().get::<serve::HeadCut>() {
         // The head was cut short and its rest dropped: this connection cannot go on.
         let error = match cut {
@@ -154,23 +165,26 @@ async fn request_limits(request: Request, next: Next) -> Response {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
+        return Some(response);
     }
-    if target_len(request.uri()) > MAX_URI_BYTES {
-        return problem::Error::UriTooLong(MAX_URI_BYTES).into_response();
-    }
-    if request.headers().len() > MAX_HEADER_COUNT {
-        return problem::Error::TooManyHeaders(MAX_HEADER_COUNT).into_response();
-    }
-    let header_bytes: usize = request
+    let error = if target_len(request.uri()) > MAX_URI_BYTES {
+        problem::Error::UriTooLong(MAX_URI_BYTES)
+    } else if request.headers().len() > MAX_HEADER_COUNT {
+        problem::Error::TooManyHeaders(MAX_HEADER_COUNT)
+    } else if header_bytes(request) > MAX_HEADER_BYTES {
+        problem::Error::HeadersTooLarge(MAX_HEADER_BYTES)
+    } else {
+        return None;
+    };
+    Some(error.into_response())
+}
+
+fn header_bytes(request: &Request) -> usize {
+    request
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
-        .sum();
-    if header_bytes > MAX_HEADER_BYTES {
-        return problem::Error::HeadersTooLarge(MAX_HEADER_BYTES).into_response();
-    }
-    next.run(request).await
+        .sum()
 }
 
 /// The request target as sent: path and query, plus scheme and authority in absolute form.

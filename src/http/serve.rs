@@ -9,7 +9,7 @@
 //! connection's bytes pass through a [`HeadGuard`] that follows request heads as they arrive.
 //! A head past the gateway's limits is cut short before hyper could refuse it, the rest of
 //! that head is read and dropped, and the request hyper then sees is marked with a
-//! [`HeadCut`] that `request_limits` answers with a 414/431 (or 405) problem and
+//! [`HeadCut`] that `over_limits` answers with a 414/431 (or 405) problem and
 //! `Connection: close`. The guard never changes a head within the limits, never looks into a
 //! body, and after a head that announces a body it steps aside for that connection (hyper's
 //! own limits, set generously below, then apply; the README lists this residual).
@@ -37,14 +37,14 @@ use super::{MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_URI_BYTES};
 /// Longest method the guard passes; every route is `GET`, so anything longer is a 405.
 pub(crate) const MAX_METHOD_BYTES: usize = 32;
 /// Raw bytes of a head's header lines (names, colons, whitespace, values) the guard passes.
-/// Twice what `request_limits` allows of names and values, so that only `request_limits`
+/// Twice what `over_limits` allows of names and values, so that only `over_limits`
 /// decides about heads near its limit, whatever whitespace they carry.
 const MAX_HEADER_SECTION_BYTES: usize = 2 * MAX_HEADER_BYTES;
 /// hyper's read buffer limit: above the largest head the guard passes (about 73 KiB), and
 /// the memory one connection may hold while its head arrives.
 const HYPER_MAX_BUF_BYTES: usize = 128 * 1024;
 
-/// Why the guard cut a request head short; `request_limits` answers it.
+/// Why the guard cut a request head short; `over_limits` answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HeadCut {
     MethodTooLong,
