@@ -211,27 +211,6 @@ fn bench_query_layout_merge(c: &mut Criterion, pages: &Pages) {
     group.finish();
 }
 
-fn user_json(user: &User) -> UserJson<'_> {
-    UserJson {
-        id: &user.id,
-        source: user.source.as_str(),
-        provider: ProviderJson::from(user.provider),
-        provider_id: &user.provider_id,
-        email: user.email.as_deref(),
-        username: user.username.as_deref(),
-        first_name: user.first_name.as_deref(),
-        last_name: user.last_name.as_deref(),
-        display_name: &user.display_name,
-        role: user.role.as_deref(),
-        employee_id: user.employee_id.as_deref(),
-        active: user.active,
-        created_at: user.created_at,
-        updated_at: user.updated_at,
-        last_active_at: user.last_active_at,
-        raw: None,
-    }
-}
-
 /// A page of 25 users rendered as the `/users` JSON body (what a response-cache miss pays).
 fn bench_render(c: &mut Criterion, pages: &Pages) {
     let users = &pages.all_users[..25];
@@ -244,7 +223,7 @@ fn bench_render(c: &mut Criterion, pages: &Pages) {
     group.bench_function("page_of_25", |b| {
         b.iter(|| {
             let body = UserList {
-                data: users.iter().map(user_json).collect(),
+                data: users.iter().map(|user| UserJson::new(user, false)).collect(),
                 meta: Meta {
                     page: 1,
                     per_page: 25,

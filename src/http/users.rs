@@ -82,7 +82,8 @@ pub struct UserJson<'a> {
 }
 
 impl<'a> UserJson<'a> {
-    fn new(user: &'a User, include_raw: bool) -> UserJson<'a> {
+    /// The wire form of `user`; `include_raw` adds its upstream record.
+    pub fn new(user: &'a User, include_raw: bool) -> UserJson<'a> {
         UserJson {
             id: &user.id,
             source: user.source.as_str(),
