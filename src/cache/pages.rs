@@ -492,12 +492,12 @@ mod tests {
     }
 }
 
+/// What the stale and revalidation tests share: one key, and an empty page of a total.
 #[cfg(test)]
-mod stale_tests {
+mod fixtures {
     use super::*;
-    use crate::providers::SourceErrorCode;
 
-    fn key() -> PageKey {
+    pub fn key() -> PageKey {
         PageKey {
             source: SourceName::parse("s").unwrap(),
             pushed: Arc::from(""),
@@ -505,7 +505,7 @@ mod stale_tests {
         }
     }
 
-    fn page(total: u64) -> UpstreamPage {
+    pub fn page(total: u64) -> UpstreamPage {
         UpstreamPage {
             users: Vec::new(),
             total,
@@ -513,6 +513,14 @@ mod stale_tests {
             echoed_page: None,
         }
     }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+    use crate::providers::SourceErrorCode;
+
+    use super::fixtures::{key, page};
 
     fn down() -> SourceError {
         SourceError::new(SourceErrorCode::Unavailable, "down")
@@ -593,22 +601,7 @@ mod revalidate_tests {
     const TTL: Duration = Duration::from_secs(60);
     const SWR: Duration = Duration::from_secs(30);
 
-    fn key() -> PageKey {
-        PageKey {
-            source: SourceName::parse("s").unwrap(),
-            pushed: Arc::from(""),
-            page: 1,
-        }
-    }
-
-    fn page(total: u64) -> UpstreamPage {
-        UpstreamPage {
-            users: Vec::new(),
-            total,
-            page_size: 10,
-            echoed_page: None,
-        }
-    }
+    use super::fixtures::{key, page};
 
     /// A foreground fetch that must never run: the lookup is answered from the cache.
     async fn never() -> Result<UpstreamPage, SourceError> {
