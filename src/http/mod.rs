@@ -4,9 +4,9 @@
 //! 1. `edge`: `telemetry::observe` (request id, access log, HTTP metrics) around
 //!    `over_limits` (target length, header count and size: 414 / 431 problems, and the heads
 //!    `serve`'s guard cut short). One layer: axum boxes every `from_fn` layer per request.
-//! 3. CORS (only when `GATEWAY_CORS_ORIGINS` is set).
-//! 4. Catch-panic: a bug answers 500 problem+json instead of dropping the connection.
-//! 5. Routes. `/users*` also pass `guard_api`: caller auth (only when `GATEWAY_API_KEYS`
+//! 2. CORS (only when `GATEWAY_CORS_ORIGINS` is set).
+//! 3. Catch-panic: a bug answers 500 problem+json instead of dropping the connection.
+//! 4. Routes. `/users*` also pass `guard_api`: caller auth (only when `GATEWAY_API_KEYS`
 //!    is set), then load shedding (at most `GATEWAY_MAX_CONCURRENT_REQUESTS` at once, else
 //!    a 503 problem at once). One layer, because every layer is paid on every request,
 //!    cache hits included.
