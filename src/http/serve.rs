@@ -346,6 +346,12 @@ impl HeadScanner {
                     };
                 }
                 _ => {
+                    if let Some(run) = self.plain_run(&data[idx..]) {
+                        data.copy_within(idx..idx + run, kept);
+                        kept += run;
+                        idx += run;
+                        continue;
+                    }
                     let byte = data[idx];
                     if self.step(byte) {
                         data[kept] = byte;
@@ -356,6 +362,34 @@ impl HeadScanner {
             }
         }
         kept
+    }
+
+    /// How many of `rest`'s first bytes are a plain run that [`step`](Self::step) would pass
+    /// one by one with nothing to note but their count: the inside of a target, or of an
+    /// ordinary header's value, up to the next delimiter and within the limit (the byte past
+    /// the limit is left to `step`, which cuts there). `None` when the next byte needs `step`.
+    /// Taken at once, because byte-by-byte scanning was a tenth of a cache hit's cost.
+    fn plain_run(&mut self, rest: &[u8]) -> Option<usize> {
+        let (until_delimiter, allowed) = match self.phase {
+            Phase::Target => (
+                memchr::memchr3(b' ', b'\r', b'\n', rest),
+                MAX_URI_BYTES.saturating_sub(self.target_len),
+            ),
+            Phase::Value if self.kind == HeaderKind::Other => (
+                memchr::memchr2(b'\r', b'\n', rest),
+                MAX_HEADER_SECTION_BYTES.saturating_sub(self.header_bytes),
+            ),
+            _ => return None,
+        };
+        let run = until_delimiter.unwrap_or(rest.len()).min(allowed);
+        if run == 0 {
+            return None;
+        }
+        match self.phase {
+            Phase::Target => self.target_len += run,
+            _ => self.header_bytes += run,
+        }
+        Some(run)
     }
 
     /// One byte of a head; whether hyper gets it.
@@ -765,6 +799,27 @@ mod tests {
                 stream.extend(get(target, &small_headers(n_headers)));
             }
             prop_assert_eq!(scan(&stream, &sizes), (stream.clone(), None));
+        }
+
+        /// However a header block of long values is split into reads, it passes whole within
+        /// the limit and is cut at the same byte past it.
+        #[test]
+        fn any_split_of_long_header_values_cuts_the_same(
+            value_len in 1usize..20_000,
+            n_headers in 1usize..8,
+            sizes in prop::collection::vec(1usize..5000, 1..8),
+        ) {
+            let headers: Vec<String> = (0..n_headers).map(|idx| format!("x-v{idx}: {}", "v".repeat(value_len))).collect();
+            let head = get("/users?page=1", &headers);
+            let whole = scan(&head, &[head.len()]);
+            prop_assert_eq!(scan(&head, &sizes), whole.clone());
+            // `host: gateway` plus each `x-vN: value`, counted as the guard counts them.
+            let section: usize = "host: gateway".len() + headers.iter().map(String::len).sum::<usize>();
+            if section <= MAX_HEADER_SECTION_BYTES {
+                prop_assert_eq!(whole, (head.clone(), None));
+            } else {
+                prop_assert_eq!(whole.1, Some((0, HeadCut::HeadersTooLarge)));
+            }
         }
 
         /// However a too-long target is split into reads, the cut is the same.
