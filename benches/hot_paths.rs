@@ -223,7 +223,7 @@ fn bench_render(c: &mut Criterion, pages: &Pages) {
     group.bench_function("page_of_25", |b| {
         b.iter(|| {
             let body = UserList {
-                data: users.iter().map(|user| UserJson::new(user, false)).collect(),
+                data: users.iter().map(|user| UserJson::new(user, None)).collect(),
                 meta: Meta {
                     page: 1,
                     per_page: 25,

@@ -10,6 +10,7 @@
 //! - [`providers`]: one adapter per upstream API plus the shared HTTP client.
 //! - [`sandbox`]: both upstream APIs simulated, for `--demo`, tests and benchmarks.
 //! - [`model`] and [`telemetry`]: domain types; logs, request ids and metrics.
+//! - [`raw_records`]: a page's upstream records, packed; only `include=raw` unpacks them.
 
 pub mod app;
 pub mod cache;
@@ -20,5 +21,6 @@ pub mod merge;
 pub mod model;
 pub mod providers;
 pub mod query;
+pub mod raw_records;
 pub mod sandbox;
 pub mod telemetry;

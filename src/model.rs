@@ -5,7 +5,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 /// A kind of upstream API.
@@ -89,8 +88,33 @@ pub struct User {
     pub created_at: Option<OffsetDateTime>,
     pub updated_at: Option<OffsetDateTime>,
     pub last_active_at: Option<OffsetDateTime>,
-    /// The upstream record exactly as received; opaque to the core, shown with `include=raw`.
-    pub raw: Box<RawValue>,
+}
+
+impl User {
+    /// Bytes this user occupies, counted as an allocator hands them out (16-byte classes):
+    /// the cache weighs pages with it, so its bound is the memory it really takes.
+    pub fn approximate_bytes(&self) -> usize {
+        let text = |text: &str| match text.len() {
+            0 => 0,
+            len => len.next_multiple_of(16),
+        };
+        let optional = [
+            &self.email,
+            &self.username,
+            &self.first_name,
+            &self.last_name,
+            &self.role,
+            &self.employee_id,
+        ];
+        std::mem::size_of::<User>()
+            + text(&self.id)
+            + text(&self.provider_id)
+            + text(&self.display_name)
+            + optional
+                .iter()
+                .map(|field| field.as_deref().map_or(0, text))
+                .sum::<usize>()
+    }
 }
 
 /// Joins the non-empty names with one space (SPEC §4 "first + last").

@@ -351,7 +351,6 @@ mod tests {
     use crate::query::filter::FilterText;
 
     fn user(id: &str, role: &str) -> User {
-        let raw = serde_json::value::to_raw_value(&serde_json::json!({ "id": id })).unwrap();
         User {
             id: format!("s:{id}"),
             source: SourceName::parse("s").unwrap(),
@@ -368,7 +367,6 @@ mod tests {
             created_at: None,
             updated_at: None,
             last_active_at: None,
-            raw,
         }
     }
 
@@ -376,6 +374,7 @@ mod tests {
         Arc::new(CachedPage {
             page: UpstreamPage {
                 users: ids.iter().map(|id| user(id, "learner")).collect(),
+                raw: crate::raw_records::RawRecords::pack([]),
                 total,
                 page_size,
                 echoed_page: echoed,

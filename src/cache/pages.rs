@@ -24,7 +24,7 @@ use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
 
 use super::facts::QueryKey;
-use crate::model::SourceName;
+use crate::model::{SourceName, User};
 use crate::providers::{SourceError, UpstreamPage};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -114,10 +114,13 @@ pub struct PageCache {
     stale_while_revalidate: Duration,
 }
 
-/// Approximate heap bytes of a page: raw JSON plus the normalized copies of its fields.
-fn weigh(_key: &PageKey, value: &Arc<CachedPage>) -> u32 {
-    let users: usize = value.page.users.iter().map(|user| user.raw.get().len() * 2 + 256).sum();
-    u32::try_from(users + 128).unwrap_or(u32::MAX)
+/// The bytes a page holds: its normalized users, its packed records, the entry itself.
+fn weigh(key: &PageKey, value: &Arc<CachedPage>) -> u32 {
+    let page = &value.page;
+    let users: usize = page.users.iter().map(User::approximate_bytes).sum::<usize>()
+        + (page.users.capacity() - page.users.len()) * std::mem::size_of::<User>();
+    let entry = std::mem::size_of::<CachedPage>() + 64 + key.pushed.len();
+    u32::try_from(users + page.raw.heap_bytes() + entry).unwrap_or(u32::MAX)
 }
 
 impl PageCache {
@@ -396,6 +399,7 @@ mod tests {
     fn empty_page() -> UpstreamPage {
         UpstreamPage {
             users: Vec::new(),
+            raw: crate::raw_records::RawRecords::pack([]),
             total: 0,
             page_size: 10,
             echoed_page: None,
@@ -508,6 +512,7 @@ mod fixtures {
     pub fn page(total: u64) -> UpstreamPage {
         UpstreamPage {
             users: Vec::new(),
+            raw: crate::raw_records::RawRecords::pack([]),
             total,
             page_size: 10,
             echoed_page: None,

@@ -171,6 +171,7 @@ mod tests {
         Arc::new(CachedPage {
             page: UpstreamPage {
                 users: Vec::new(),
+                raw: crate::raw_records::RawRecords::pack([]),
                 total: 0,
                 page_size: 10,
                 echoed_page: None,

@@ -32,6 +32,7 @@ use crate::providers::{IdLookup, PushedQuery, SourceError};
 use crate::query::filter::Filters;
 use crate::query::parse::ListQuery;
 use crate::query::plan::Plan;
+use crate::raw_records::RawRecords;
 
 pub use explain::{FactsView, FilterFacts, SourcePages};
 use pages::PageSet;
@@ -73,6 +74,13 @@ fn next_generation() -> u64 {
 pub struct UserRef {
     page: Arc<CachedPage>,
     idx: usize,
+}
+
+impl UserRef {
+    /// The packed records of this user's page, and this user's place among them.
+    pub fn raw_record(&self) -> (&RawRecords, usize) {
+        (&self.page.page.raw, self.idx)
+    }
 }
 
 impl std::ops::Deref for UserRef {

@@ -25,6 +25,7 @@ use crate::providers::breaker::CircuitState;
 use crate::providers::SourceErrorCode;
 use crate::query::parse;
 use crate::query::plan;
+use crate::raw_records::UnpackedPages;
 use crate::telemetry::RequestId;
 
 pub fn router() -> Router<AppState> {
@@ -82,8 +83,8 @@ pub struct UserJson<'a> {
 }
 
 impl<'a> UserJson<'a> {
-    /// The wire form of `user`; `include_raw` adds its upstream record.
-    pub fn new(user: &'a User, include_raw: bool) -> UserJson<'a> {
+    /// The wire form of `user`, with its upstream record when `include=raw` asked for it.
+    pub fn new(user: &'a User, raw: Option<&'a RawValue>) -> UserJson<'a> {
         UserJson {
             id: &user.id,
             source: user.source.as_str(),
@@ -100,7 +101,7 @@ impl<'a> UserJson<'a> {
             created_at: user.created_at,
             updated_at: user.updated_at,
             last_active_at: user.last_active_at,
-            raw: include_raw.then_some(&*user.raw),
+            raw,
         }
     }
 }
@@ -484,13 +485,14 @@ pub async fn list_users(State(state): State<AppState>, request: Request) -> Resu
     let stored = state
         .responses
         .settle(query_text, revision, &result.inputs, &live, keep, || {
+            let records = unpack_records(query.include_raw, &result.users);
             let links = PageLinks::new(&query, &result.meta);
             let sources: Vec<SourceStatusJson> = result.reports.iter().map(|r| state.status_json(r)).collect();
             let body = UserList {
                 data: result
                     .users
                     .iter()
-                    .map(|user| UserJson::new(user, query.include_raw))
+                    .map(|user| UserJson::new(user, record_of(&records, user)))
                     .collect(),
                 meta: Meta {
                     page: result.meta.page,
@@ -598,6 +600,23 @@ pub async fn get_user(
     let user: UserRef = found.user.ok_or_else(no_such_user)?;
     let mut response_headers = HeaderMap::new();
     response_headers.insert("cache-status", cache_status(found.upstream_calls, found.stale));
-    let bytes = serde_json::to_vec(&UserJson::new(&user, include_raw)).expect("a user serializes");
+    let records = unpack_records(include_raw, std::slice::from_ref(&user));
+    let bytes = serde_json::to_vec(&UserJson::new(&user, record_of(&records, &user))).expect("a user serializes");
     Ok(json_once(&headers, bytes, response_headers))
+}
+
+/// The records of the pages `users` come from, unpacked once each, when `include=raw` asks.
+fn unpack_records(include_raw: bool, users: &[UserRef]) -> Option<UnpackedPages<'_>> {
+    include_raw.then(|| {
+        let mut pages = UnpackedPages::default();
+        for user in users {
+            pages.add(user.raw_record().0);
+        }
+        pages
+    })
+}
+
+fn record_of<'a>(records: &'a Option<UnpackedPages<'_>>, user: &UserRef) -> Option<&'a RawValue> {
+    let (page, idx) = user.raw_record();
+    records.as_ref()?.get(page, idx)
 }

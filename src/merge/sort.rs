@@ -77,7 +77,6 @@ pub fn sort_users<T: Deref<Target = User>>(users: &mut [T], keys: &[SortKey]) {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::value::RawValue;
 
     use super::*;
     use crate::model::{ProviderKind, SourceName};
@@ -100,7 +99,6 @@ mod tests {
             created_at: created.map(|secs| OffsetDateTime::from_unix_timestamp(secs).unwrap()),
             updated_at: None,
             last_active_at: None,
-            raw: RawValue::from_string("{}".to_owned()).unwrap(),
         })
     }
 

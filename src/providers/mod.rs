@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::model::{ProviderKind, SourceName, User};
 pub use crate::query::pushdown::{PushDown, Pushdown, PushdownOptions, PushedQuery};
+use crate::raw_records::RawRecords;
 
 /// Why one source could not answer (SPEC §3 error codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,6 +84,8 @@ pub enum IdLookup {
 #[derive(Debug)]
 pub struct UpstreamPage {
     pub users: Vec<User>,
+    /// `users[i]`'s upstream record is `raw`'s record `i`.
+    pub raw: RawRecords,
     /// Matching users across all pages, as the upstream reported it.
     pub total: u64,
     /// Users per full page, as documented (TIS) or learned from the response (TI).
@@ -177,25 +180,27 @@ fn parse_record<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Parses and normalizes every record of a page; one malformed record fails the page,
-/// so a user is never silently dropped.
+/// Parses and normalizes every record of a page, and packs the records (redacted) beside
+/// the users; one malformed record fails the page, so a user is never silently dropped.
 pub(crate) fn normalize_records<W: serde::de::DeserializeOwned>(
     source: &SourceName,
     records: Vec<Box<serde_json::value::RawValue>>,
-    normalize: impl Fn(&SourceName, W, Box<serde_json::value::RawValue>) -> User,
-) -> Result<Vec<User>, SourceError> {
-    records
+    normalize: impl Fn(&SourceName, W) -> User,
+) -> Result<(Vec<User>, RawRecords), SourceError> {
+    let mut redacted = Vec::with_capacity(records.len());
+    let users = records
         .into_iter()
         .enumerate()
         .map(|(record_idx, raw)| {
             let wire: W = parse_record(source, record_idx, &raw)?;
             // Fails closed: a record that cannot be redacted is never passed on.
-            let raw = redact::redact_credentials(raw).map_err(|_| {
+            redacted.push(redact::redact_credentials(raw).map_err(|_| {
                 SourceError::bad_response(format!("user record {record_idx} could not be checked for credentials"))
-            })?;
-            Ok(normalize(source, wire, raw))
+            })?);
+            Ok(normalize(source, wire))
         })
-        .collect()
+        .collect::<Result<Vec<User>, SourceError>>()?;
+    Ok((users, RawRecords::pack(redacted.iter().map(|raw| &**raw))))
 }
 
 /// Parses a page envelope, hiding serde's text from callers.

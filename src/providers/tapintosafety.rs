@@ -66,9 +66,10 @@ impl Provider for TapIntoSafety {
                 envelope.entities.len()
             )));
         }
-        let users = normalize_records(source, envelope.entities, normalize)?;
+        let (users, raw) = normalize_records(source, envelope.entities, normalize)?;
         Ok(UpstreamPage {
             users,
+            raw,
             total: plausible_total(envelope.total_entities)?,
             page_size: PAGE_SIZE,
             echoed_page: envelope.page,
@@ -122,7 +123,7 @@ fn is_full_guid(text: &str) -> bool {
     text.len() == 36 && text.as_bytes()[8] == b'-' && uuid::Uuid::try_parse(text).is_ok()
 }
 
-fn normalize(source: &SourceName, wire: WireUser, raw: Box<RawValue>) -> User {
+fn normalize(source: &SourceName, wire: WireUser) -> User {
     let username = non_empty(wire.username);
     let first_name = non_empty(wire.first_name);
     let last_name = non_empty(wire.last_name);
@@ -145,7 +146,6 @@ fn normalize(source: &SourceName, wire: WireUser, raw: Box<RawValue>) -> User {
         created_at: None,
         updated_at: None,
         last_active_at: None,
-        raw,
     }
 }
 

@@ -94,9 +94,10 @@ impl Provider for ThoughtIndustries {
                 "page holds {n_users} users but pageInfo.perPage is {page_size}"
             )));
         }
-        let users = normalize_records(source, users, normalize)?;
+        let (users, raw) = normalize_records(source, users, normalize)?;
         Ok(UpstreamPage {
             users,
+            raw,
             total: plausible_total(page_info.total)?,
             page_size,
             echoed_page: page_info.current_page,
@@ -130,7 +131,7 @@ impl PushDown for ThoughtIndustries {
     }
 }
 
-fn normalize(source: &SourceName, wire: WireUser, raw: Box<RawValue>) -> User {
+fn normalize(source: &SourceName, wire: WireUser) -> User {
     let email = non_empty(wire.email);
     let first_name = non_empty(wire.first_name);
     let last_name = non_empty(wire.last_name);
@@ -154,7 +155,6 @@ fn normalize(source: &SourceName, wire: WireUser, raw: Box<RawValue>) -> User {
         created_at: parse_timestamp(wire.created_at.as_deref()),
         updated_at: parse_timestamp(wire.updated_at.as_deref()),
         last_active_at: parse_timestamp(wire.last_active_at.as_deref()),
-        raw,
     }
 }
 
@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(zoe.active, Some(true));
         assert_eq!(zoe.created_at.unwrap().unix_timestamp(), 1_704_067_200);
         assert_eq!(zoe.last_active_at, None);
-        assert!(zoe.raw.get().contains("\"bio\":\"hi\""));
+        assert!(page.raw.unpack().get(0).unwrap().get().contains("\"bio\":\"hi\""));
         assert_eq!(page.users[1].email, None, "empty strings become null");
         assert_eq!(page.users[1].display_name, "Ng");
         assert_eq!(page.users[1].active, Some(false));
@@ -219,7 +219,8 @@ mod tests {
         .unwrap();
         assert_eq!(page.users[0].updated_at, None);
         assert_eq!(page.users[0].created_at, None);
-        let raw = page.users[0].raw.get();
+        let unpacked = page.raw.unpack();
+        let raw = unpacked.get(0).unwrap().get();
         assert!(!raw.contains("tenant-secret") && !raw.contains("s2"), "{raw}");
         assert!(raw.contains(r#""secretKey":"***""#) && raw.contains("Acme"), "{raw}");
         assert_eq!(

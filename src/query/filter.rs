@@ -159,7 +159,6 @@ impl std::fmt::Display for SortKey {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::value::RawValue;
 
     use super::*;
     use crate::model::{ProviderKind, SourceName};
@@ -181,7 +180,6 @@ mod tests {
             created_at: None,
             updated_at: None,
             last_active_at: None,
-            raw: RawValue::from_string("{}".to_owned()).unwrap(),
         }
     }
 
