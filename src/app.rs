@@ -7,7 +7,7 @@ use std::future::Future;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::cache::{FactsStore, PageCache, ResponseCache};
+use crate::cache::{FactsStore, PageCache, ResponseCache, ViewCache};
 use crate::config::Config;
 use crate::execute::Executor;
 use crate::http::serve::ServeOptions;
@@ -56,31 +56,33 @@ impl App {
                 provider: source.provider,
             })
             .collect();
+        // GATEWAY_CACHE_MAX_BYTES bounds everything kept between requests (SPEC §7), split:
+        // pages 3/4; facts 1/16 (ids of every page the page cache can hold, several times
+        // over); views 1/16 (8 bytes a matching user); whole responses 1/8.
+        let bound = config.cache_max_bytes;
         let cache = PageCache::new(
             config.cache_ttl,
             config.stale_if_error,
             config.stale_while_revalidate,
-            config.cache_max_bytes,
+            bound / 4 * 3,
         );
-        // Facts are small beside the pages they describe; an eighth of the budget holds the
-        // ids of every page the page cache can hold several times over. They outlive the
-        // pages: kept past freshness for the longer stale window.
-        let facts = FactsStore::new(
-            config
-                .cache_ttl
-                .saturating_add(config.stale_if_error.max(config.stale_while_revalidate)),
-            config.cache_max_bytes / 8,
-        );
+        // Facts outlive the pages: kept past freshness for the longer stale window.
+        let retention = config
+            .cache_ttl
+            .saturating_add(config.stale_if_error.max(config.stale_while_revalidate));
+        let facts = FactsStore::new(retention, bound / 16);
+        let views = ViewCache::new(config.cache_ttl, retention, bound / 16);
         crate::telemetry::metrics_handle();
         let state = AppState::new(Shared {
             executor: Executor::new(
                 clients,
                 cache,
                 facts,
+                views,
                 config.max_upstream_pages,
                 config.request_deadline,
             ),
-            responses: ResponseCache::new(config.cache_ttl, config.cache_max_bytes / 4),
+            responses: ResponseCache::new(config.cache_ttl, bound / 8),
             adapters,
             source_refs,
             api_keys: config.api_keys.clone(),

@@ -65,9 +65,12 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Renders `/metrics`, draining histogram buffers first.
-pub fn render_metrics(cache_bytes: u64) -> String {
-    metrics::gauge!("gateway_cache_bytes").set(cache_bytes as f64);
+/// Renders `/metrics`, draining histogram buffers first. `stores`: bytes held by each store
+/// kept between requests (`gateway_cache_bytes{store}`; together within the cache bound).
+pub fn render_metrics(stores: &[(&'static str, u64)]) -> String {
+    for &(store, bytes) in stores {
+        metrics::gauge!("gateway_cache_bytes", "store" => store).set(bytes as f64);
+    }
     let handle = metrics_handle();
     handle.run_upkeep();
     handle.render()

@@ -128,10 +128,14 @@ impl SourceFacts {
         self.loose
     }
 
-    /// Bytes held, roughly, for the store's budget.
+    /// Bytes held, for the store's budget: the hash tables by their capacity (a slot and a
+    /// control byte each, as hashbrown lays them out), the id lists by their length.
     fn weight(&self) -> u32 {
-        let bytes =
-            256 + self.owners.len() * 24 + self.pages.values().map(|page| 64 + page.ids.len() * 8).sum::<usize>();
+        let slot = |entry: usize| entry + 1;
+        let bytes = std::mem::size_of::<SourceFacts>()
+            + self.owners.capacity() * slot(2 * std::mem::size_of::<u64>())
+            + self.pages.capacity() * slot(std::mem::size_of::<(u64, PageFacts)>())
+            + self.pages.values().map(|page| page.ids.len() * 8).sum::<usize>();
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 
@@ -335,6 +339,12 @@ impl FactsStore {
     /// The facts of a query, if any are kept (for plans).
     pub fn peek(&self, key: &QueryKey) -> Option<Arc<Mutex<SourceFacts>>> {
         self.facts.get(key)
+    }
+
+    /// Bytes held, as weighed (for `/metrics`).
+    pub fn weighted_size(&self) -> u64 {
+        self.facts.run_pending_tasks();
+        self.facts.weighted_size()
     }
 
     /// Re-weighs a query's facts after they grew (moka weighs on insert only).

@@ -167,6 +167,17 @@ impl PageCache {
         }
     }
 
+    /// The cached page if it is fresh: what most lookups of a full read find, answered
+    /// without building the fetch a miss would need.
+    pub async fn fresh(&self, key: &PageKey) -> Option<Arc<CachedPage>> {
+        let page = self.pages.get(key).await?;
+        let (Freshness::Fresh, _) = self.freshness_at(page.fetched_at.elapsed()) else {
+            return None;
+        };
+        crate::telemetry::record_cache("hit");
+        Some(page)
+    }
+
     /// The cached page, or the result of `fetch` (stored only when it succeeds).
     ///
     /// A page within the stale-while-revalidate window is returned at once, and the future

@@ -100,6 +100,12 @@ pub struct ResponseCache {
 }
 
 impl ResponseCache {
+    /// Bytes held, as weighed (for `/metrics`).
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+
     /// `ttl` is the page cache's: a response is fresh as long as its stalest page.
     pub fn new(ttl: Duration, max_bytes: u64) -> ResponseCache {
         ResponseCache {

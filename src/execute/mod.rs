@@ -22,10 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::{CachedPage, FactsStore, PageCache, QueryKey};
+use crate::cache::{CachedPage, FactsStore, Lookup, PageCache, QueryKey, ViewCache};
 use crate::merge::layout::{layout, Layout, SourceLayout};
 use crate::merge::paging::PageMeta;
-use crate::merge::sort::sort_users;
 use crate::model::User;
 use crate::providers::client::SourceClient;
 use crate::providers::{IdLookup, PushedQuery, SourceError};
@@ -162,6 +161,8 @@ pub struct Executor {
     sources: Vec<Arc<SourceClient>>,
     pages: PageCache,
     facts: FactsStore,
+    /// Where full reads' matching users are, filtered and sorted, per set of pages.
+    views: ViewCache,
     /// Ceiling on the upstream pages one query may read from one source.
     max_pages: u64,
     /// The deadline of a background refresh: a request's, counted from when it starts.
@@ -173,6 +174,7 @@ impl Executor {
         sources: Vec<SourceClient>,
         pages: PageCache,
         facts: FactsStore,
+        views: ViewCache,
         max_pages: u64,
         refresh_deadline: Duration,
     ) -> Executor {
@@ -180,6 +182,7 @@ impl Executor {
             sources: sources.into_iter().map(Arc::new).collect(),
             pages,
             facts,
+            views,
             max_pages,
             refresh_deadline,
         }
@@ -201,9 +204,13 @@ impl Executor {
         self.pages.revision().wrapping_add(openings)
     }
 
-    /// Bytes the page cache holds, as weighed (for `/metrics`).
-    pub async fn cache_bytes(&self) -> u64 {
-        self.pages.weighted_size().await
+    /// Bytes the executor's stores hold, as weighed (for `/metrics`): pages, facts, views.
+    pub async fn cache_bytes(&self) -> [(&'static str, u64); 3] {
+        [
+            ("pages", self.pages.weighted_size().await),
+            ("facts", self.facts.weighted_size()),
+            ("views", self.views.weighted_size()),
+        ]
     }
 
     fn query_key(&self, source_idx: usize, pushed: &PushedQuery) -> QueryKey {
@@ -253,7 +260,7 @@ impl Executor {
         }
         Ok(SourceLayout::Full {
             n_pages,
-            matching: set.matching_count(read.source_idx, n_pages, read.filters),
+            matching: set.matching_count(read, n_pages, &self.views),
         })
     }
 
@@ -262,7 +269,15 @@ impl Executor {
     /// laid out again over the others, so it stays exact for what answered.
     pub async fn list(&self, query: &ListQuery, plan: &Plan, ctx: &CallContext<'_>) -> Result<ListResult, ListError> {
         let reads = Read::all(plan, &query.filters, |idx, pushed| self.query_key(idx, pushed));
-        let mut set = PageSet::default();
+        let mut set = PageSet::at(self.revision());
+        if !ctx.refresh {
+            for read in reads
+                .iter()
+                .filter(|read| read.choose(&self.facts, self.max_pages).full)
+            {
+                set.adopt_view(read, &self.views);
+            }
+        }
         let mut rounds = 0;
         let (layout, states) = loop {
             let (layout, states) = self.lay_out(&reads, &set, query.page, query.per_page)?;
@@ -281,17 +296,11 @@ impl Executor {
         set.learn_full_reads(&reads, &states, &self.facts);
 
         let users = if plan.sorted {
-            let mut users: Vec<UserRef> = reads
-                .iter()
-                .filter(|read| !set.failed(read.source_idx))
-                .flat_map(|read| set.matching(read.source_idx, read.filters))
-                .collect();
-            sort_users(&mut users, &query.sort);
             let start = meta.offset().min(meta.total) as usize;
             let end = meta.offset().saturating_add(query.per_page).min(meta.total) as usize;
-            users[start..end].to_vec()
+            set.sorted(&reads, &query.filters, &query.sort, start..end, &self.views)
         } else {
-            set.window(&layout.slices, &states, &reads)
+            set.window(&layout.slices, &states, &reads, &self.views)
         };
 
         let reports = reports::reports(plan, &set, &states);
@@ -324,7 +333,23 @@ impl Executor {
     /// flight) and checks each against its source's facts. A page stale within the
     /// stale-while-revalidate window is taken as it is, and refreshed in the background.
     async fn fetch(&self, reads: &[Read<'_>], wanted: Vec<(usize, u64)>, set: &mut PageSet, ctx: &CallContext<'_>) {
-        let fetches = wanted.into_iter().filter_map(|(source_idx, page)| {
+        // Fresh pages first, one cheap lookup each: a cached full read asks for hundreds.
+        let mut results = Vec::with_capacity(wanted.len());
+        let mut to_fetch = Vec::new();
+        for (source_idx, page) in wanted {
+            let Some(read) = reads.iter().find(|read| read.source_idx == source_idx) else {
+                continue;
+            };
+            let fresh = match ctx.refresh {
+                true => None,
+                false => self.pages.fresh(&read.page_key(page)).await,
+            };
+            match fresh {
+                Some(cached) => results.push(((source_idx, page), Ok((cached, Lookup::Hit)))),
+                None => to_fetch.push((source_idx, page)),
+            }
+        }
+        let fetches = to_fetch.into_iter().filter_map(|(source_idx, page)| {
             let read = reads.iter().find(|read| read.source_idx == source_idx)?;
             let client = &self.sources[source_idx];
             Some(async move {
@@ -340,7 +365,7 @@ impl Executor {
                 ((source_idx, page), result)
             })
         });
-        let results = futures_util::future::join_all(fetches).await;
+        results.extend(futures_util::future::join_all(fetches).await);
         set.absorb(results, reads, &self.pages, &self.facts, ctx.generation)
             .await;
     }
@@ -376,7 +401,7 @@ impl Executor {
             &no_filters,
             self.query_key(source_idx, &pushed),
         )];
-        let mut set = PageSet::default();
+        let mut set = PageSet::at(self.revision());
         for _round in 0..MAX_ROUNDS + (self.max_pages / SCAN_BATCH) as usize {
             if let Some(error) = set.failure(source_idx) {
                 return Err(error.clone().into());

@@ -5,6 +5,7 @@
 //! involved leave the cache, so the next request starts clean.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -13,13 +14,22 @@ use super::reads::Read;
 use super::reports::Staleness;
 use super::{Found, UserRef};
 use crate::cache::facts::Verdict;
+use crate::cache::views::{View, ViewCache, ViewKey};
 use crate::cache::{CachedPage, FactsStore, Lookup, PageCache};
 use crate::merge::layout::SourceLayout;
 use crate::merge::paging::Slice;
 use crate::providers::SourceError;
-use crate::query::filter::Filters;
+use crate::query::filter::{Filters, SortKey};
 
 pub(super) type FetchResult = ((usize, u64), Result<(Arc<CachedPage>, Lookup), SourceError>);
+
+/// The users at `range` of a view over `pages`.
+fn at<'a>(view: &'a View, pages: &'a [&Arc<CachedPage>], range: Range<usize>) -> impl Iterator<Item = UserRef> + 'a {
+    view.positions(range).iter().map(|pos| UserRef {
+        page: pages[pos.page as usize].clone(),
+        idx: pos.idx as usize,
+    })
+}
 
 /// What one request has fetched so far.
 #[derive(Default)]
@@ -35,9 +45,19 @@ pub(super) struct PageSet {
     /// the facts it was found against.
     recheck: Vec<(usize, u64)>,
     upstream_calls: usize,
+    /// The executor's revision when the request began (views are stamped with it).
+    revision: u64,
 }
 
 impl PageSet {
+    /// The pages of a request that began at the executor's `revision`.
+    pub fn at(revision: u64) -> PageSet {
+        PageSet {
+            revision,
+            ..PageSet::default()
+        }
+    }
+
     pub fn failed(&self, source_idx: usize) -> bool {
         self.failures.contains_key(&source_idx)
     }
@@ -80,44 +100,80 @@ impl PageSet {
             .find(|page| !self.pages.contains_key(&(source_idx, *page)))
     }
 
+    /// A source's pages 1..=`n_pages` in upstream order, once all are in hand.
+    fn full_pages(&self, source_idx: usize, n_pages: u64) -> Option<Vec<&Arc<CachedPage>>> {
+        let pages: Vec<&Arc<CachedPage>> = self
+            .source_pages(source_idx)
+            .enumerate()
+            .map_while(|(at, (page, cached))| (page == at as u64 + 1).then_some(cached))
+            .collect();
+        (pages.len() as u64 == n_pages).then_some(pages)
+    }
+
+    /// The view of one fully read source's matching users, in upstream order.
+    fn source_view_key(read: &Read<'_>) -> ViewKey {
+        ViewKey {
+            queries: vec![read.query.clone()],
+            filters: read.filters.clone(),
+            sort: Vec::new(),
+        }
+    }
+
+    /// Takes a fully read source's pages from its view when the view is current (see
+    /// `ViewCache::current`): one lookup instead of one a page. They were admitted through
+    /// the facts when the view was built, and nothing has been replaced, dropped or found
+    /// loose since.
+    pub fn adopt_view(&mut self, read: &Read<'_>, views: &ViewCache) {
+        if self.failed(read.source_idx) || self.source_pages(read.source_idx).next().is_some() {
+            return;
+        }
+        let Some(pages) = views.current(&Self::source_view_key(read), self.revision) else {
+            return;
+        };
+        for (at, page) in pages.into_iter().enumerate() {
+            self.pages.insert((read.source_idx, at as u64 + 1), page);
+        }
+    }
+
+    /// The view of a fully read source's matching users in upstream order (built once for
+    /// the same pages, see `cache::views`), with the pages its positions count.
+    fn source_view(
+        &self,
+        read: &Read<'_>,
+        n_pages: u64,
+        views: &ViewCache,
+    ) -> Option<(Arc<View>, Vec<&Arc<CachedPage>>)> {
+        let pages = self.full_pages(read.source_idx, n_pages)?;
+        Some((views.view(Self::source_view_key(read), &pages, self.revision), pages))
+    }
+
     /// Users of a fully read source that match, once all `n_pages` are in hand.
-    pub fn matching_count(&self, source_idx: usize, n_pages: u64, filters: &Filters) -> Option<u64> {
-        (self.source_pages(source_idx).count() as u64 == n_pages).then(|| {
-            self.source_pages(source_idx)
-                .map(|(_, page)| page.page.users.iter().filter(|user| filters.matches(user)).count() as u64)
-                .sum()
-        })
+    pub fn matching_count(&self, read: &Read<'_>, n_pages: u64, views: &ViewCache) -> Option<u64> {
+        self.source_view(read, n_pages, views)
+            .map(|(view, _)| view.len() as u64)
     }
 
-    /// A fully read source's matching users, in upstream order.
-    pub fn matching(&self, source_idx: usize, filters: &Filters) -> Vec<UserRef> {
-        self.source_pages(source_idx)
-            .flat_map(|(_, page)| {
-                page.page
-                    .users
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, user)| filters.matches(user))
-                    .map(|(idx, _)| UserRef {
-                        page: page.clone(),
-                        idx,
-                    })
-            })
-            .collect()
-    }
-
-    /// The users under the window's slices: a full source's from its matching users, a
-    /// direct source's by position in its upstream pages (whose lengths were checked).
-    pub fn window(&self, slices: &[Slice], states: &[SourceLayout], reads: &[Read<'_>]) -> Vec<UserRef> {
+    /// The users under the window's slices: a full source's from its view, a direct
+    /// source's by position in its upstream pages (whose lengths were checked).
+    pub fn window(
+        &self,
+        slices: &[Slice],
+        states: &[SourceLayout],
+        reads: &[Read<'_>],
+        views: &ViewCache,
+    ) -> Vec<UserRef> {
         let mut users = Vec::new();
         for slice in slices {
             match states[slice.source_idx] {
-                SourceLayout::Full { .. } => {
+                SourceLayout::Full { n_pages, .. } => {
                     let Some(read) = reads.iter().find(|read| read.source_idx == slice.source_idx) else {
                         continue;
                     };
-                    let matching = self.matching(slice.source_idx, read.filters);
-                    users.extend_from_slice(&matching[slice.start as usize..slice.end as usize]);
+                    let Some((view, pages)) = self.source_view(read, n_pages, views) else {
+                        tracing::error!(source_idx = slice.source_idx, "full read not in hand");
+                        continue;
+                    };
+                    users.extend(at(&view, &pages, slice.start as usize..slice.end as usize));
                 }
                 SourceLayout::Direct { page_size, .. } => {
                     for (page, idx) in slice.positions(page_size) {
@@ -138,6 +194,31 @@ impl PageSet {
             }
         }
         users
+    }
+
+    /// The users in `range` of the sorted matching users of every source still in the
+    /// running (all read in full), from a view built once for the same pages.
+    pub fn sorted(
+        &self,
+        reads: &[Read<'_>],
+        filters: &Filters,
+        sort: &[SortKey],
+        range: Range<usize>,
+        views: &ViewCache,
+    ) -> Vec<UserRef> {
+        let mut queries = Vec::new();
+        let mut pages = Vec::new();
+        for read in reads.iter().filter(|read| !self.failed(read.source_idx)) {
+            queries.push(read.query.clone());
+            pages.extend(self.source_pages(read.source_idx).map(|(_, page)| page));
+        }
+        let key = ViewKey {
+            queries,
+            filters: filters.clone(),
+            sort: sort.to_vec(),
+        };
+        let view = views.view(key, &pages, self.revision);
+        at(&view, &pages, range).collect()
     }
 
     /// A completed full read that found only users inside the pushed-down filter proves

@@ -73,9 +73,10 @@ pub async fn readyz(State(state): State<AppState>) -> Json<Readiness> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let cache_bytes = state.executor.cache_bytes().await;
+    let [pages, facts, views] = state.executor.cache_bytes().await;
+    let stores = [pages, facts, views, ("responses", state.responses.weighted_size())];
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        crate::telemetry::render_metrics(cache_bytes),
+        crate::telemetry::render_metrics(&stores),
     )
 }

@@ -366,3 +366,103 @@ async fn sorted_walk_reuses_the_full_read() {
     let (ti, _) = app.upstream_requests();
     assert!(ti.is_empty(), "/users/{{id}} reuses the cached full read");
 }
+
+/// A tenant whose upstream JSON alone is larger than the page cache (SPEC §7): kept compact,
+/// its full read fits, so a sorted and filtered walk reads each upstream page once, and every
+/// page after the first is answered from the views of that read.
+#[tokio::test]
+async fn a_tenant_larger_than_its_json_fits_walks_sorted_and_filtered_on_one_read() {
+    let options = SandboxOptions {
+        ti_record_bytes: Some(4000),
+        ..SandboxOptions::default()
+    };
+    // Pages get 3/4 of the bound: 4.5 MiB, less than TI's 1250 records of 4 KB alone.
+    let app = spawn_with(options, &[("GATEWAY_CACHE_MAX_BYTES", "6291456")]).await;
+    let users = expected_users(&app.sandbox);
+    let ti_json: usize = app.sandbox.ti.records.iter().map(|r| r.to_string().len()).sum();
+    assert!(
+        ti_json > 4_718_592,
+        "TI's JSON ({ti_json} bytes) is larger than the page cache"
+    );
+
+    for query in [
+        Query {
+            provider: None,
+            role: None,
+            email: None,
+            employee_id: None,
+            user_id: None,
+            sort: vec![("last_name", false)],
+            page: 1,
+            per_page: 50,
+        },
+        Query {
+            provider: None,
+            role: None,
+            email: Some("example".to_owned()),
+            employee_id: None,
+            user_id: None,
+            sort: vec![("created_at", true), ("email", false)],
+            page: 1,
+            per_page: 50,
+        },
+    ] {
+        let expected = reference(&users, &query);
+        assert!(expected.len() > 500, "{} matching users", expected.len());
+        app.clear_upstream_requests();
+        let mut walked = Vec::new();
+        for page in 1..=expected.len().div_ceil(50) as u64 {
+            let url = Query { page, ..query.clone() }.to_url();
+            let body = app.get(&url).await.json();
+            assert_eq!(body["meta"]["total"], expected.len() as u64, "{url}");
+            walked.extend(ids(&body));
+            if page == 1 {
+                app.clear_upstream_requests();
+            }
+        }
+        assert_eq!(walked, expected, "{query:?}");
+        let (ti, tis) = app.upstream_requests();
+        assert!(
+            ti.is_empty() && tis.is_empty(),
+            "after the first page, no upstream call: {ti:?} {tis:?}"
+        );
+    }
+}
+
+/// A view answers only for the pages it was built from: once they are refetched and
+/// contradict each other, a sorted page reports the source failed rather than serving the
+/// order of the pages before.
+#[tokio::test]
+async fn a_view_does_not_outlive_the_pages_it_was_built_from() {
+    use users_gateway::sandbox::{DataFault, Fault};
+
+    let app = spawn_app().await;
+    let sorted = "/users?sort=email&per_page=100";
+    let first = app.get(&format!("{sorted}&page=2")).await.json();
+    assert_eq!(first["meta"]["partial"], false);
+
+    app.sandbox.ti.control.set_fault(Fault::Data(DataFault::RepeatIds));
+    let refreshed = app
+        .get_with(&format!("{sorted}&page=2"), &[("cache-control", "no-cache")])
+        .await
+        .json();
+    for body in [refreshed, app.get(&format!("{sorted}&page=3")).await.json()] {
+        assert_eq!(body["meta"]["partial"], true, "{body}");
+        let ti = body["meta"]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|source| source["source"] == "thoughtindustries")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (&ti["status"], &ti["error"]["code"]),
+            (&"error".into(), &"bad_response".into()),
+            "{ti}"
+        );
+        assert!(
+            ids(&body).iter().all(|id| id.starts_with("tapintosafety:")),
+            "no TI user from the pages before: {body}"
+        );
+    }
+}
