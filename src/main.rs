@@ -15,6 +15,20 @@ use users_gateway::telemetry;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc 3's `mi_option_purge_delay` (its `mimalloc.h` enum; the -sys crate names only the
+/// older options). Its default, 1000 ms, keeps the memory a cold full read frees resident
+/// for a second, so that read's peak RSS stood 15–25 MiB above the cache bound it keeps
+/// (docs/BENCHMARKS.md, "A tenant larger than the cache").
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Hand freed memory back to the OS at once, unless the operator set `MIMALLOC_PURGE_DELAY`.
+fn purge_freed_memory_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one integer option; mimalloc reads options with atomics.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "users-gateway",
@@ -128,6 +142,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    purge_freed_memory_at_once();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -346,5 +361,20 @@ mod tests {
         let options = data.apply(SandboxOptions::default());
         assert_eq!((options.ti_users, options.ti_page_size), (5, 7));
         assert!(Cli::try_parse_from(["users-gateway", "--demo", "--sandbox-ti-page-size", "0"]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod allocator_tests {
+    /// Option 15 is purge_delay in the mimalloc linked here: its default is that option's
+    /// 1000 ms (a mimalloc update that renumbers the options fails this, not production).
+    #[test]
+    fn option_15_is_mimallocs_purge_delay() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        // SAFETY: reads one integer option.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        assert_eq!(delay, 1000);
     }
 }
