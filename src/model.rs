@@ -131,6 +131,28 @@ pub fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
 }
 
+/// A Thought Industries user with only its id: unit tests fill in what they look at.
+#[cfg(test)]
+pub(crate) fn bare_user(source: &str, id: &str) -> User {
+    User {
+        id: format!("{source}:{id}"),
+        source: SourceName::parse(source).unwrap(),
+        provider: ProviderKind::ThoughtIndustries,
+        provider_id: id.to_owned(),
+        email: None,
+        username: None,
+        first_name: None,
+        last_name: None,
+        display_name: id.to_owned(),
+        role: None,
+        employee_id: None,
+        active: None,
+        created_at: None,
+        updated_at: None,
+        last_active_at: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

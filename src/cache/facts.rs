@@ -356,27 +356,14 @@ impl FactsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ProviderKind, User};
+    use crate::model::User;
     use crate::providers::UpstreamPage;
     use crate::query::filter::FilterText;
 
     fn user(id: &str, role: &str) -> User {
         User {
-            id: format!("s:{id}"),
-            source: SourceName::parse("s").unwrap(),
-            provider: ProviderKind::ThoughtIndustries,
-            provider_id: id.to_owned(),
-            email: None,
-            username: None,
-            first_name: None,
-            last_name: None,
-            display_name: id.to_owned(),
             role: Some(role.to_owned()),
-            employee_id: None,
-            active: None,
-            created_at: None,
-            updated_at: None,
-            last_active_at: None,
+            ..crate::model::bare_user("s", id)
         }
     }
 

@@ -228,28 +228,16 @@ impl ViewCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ProviderKind, SourceName};
+    use crate::model::SourceName;
     use crate::providers::UpstreamPage;
     use crate::query::filter::{FilterText, SortField};
     use crate::raw_records::RawRecords;
 
     fn user(id: &str, last_name: Option<&str>, role: &str) -> User {
         User {
-            id: format!("ti:{id}"),
-            source: SourceName::parse("ti").unwrap(),
-            provider: ProviderKind::ThoughtIndustries,
-            provider_id: id.to_owned(),
-            email: None,
-            username: None,
-            first_name: None,
             last_name: last_name.map(str::to_owned),
-            display_name: id.to_owned(),
             role: Some(role.to_owned()),
-            employee_id: None,
-            active: None,
-            created_at: None,
-            updated_at: None,
-            last_active_at: None,
+            ..crate::model::bare_user("ti", id)
         }
     }
 
