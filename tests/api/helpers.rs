@@ -302,3 +302,48 @@ pub async fn fixed_upstream(response: String) -> (url::Url, std::sync::Arc<std::
     });
     (url, answered)
 }
+
+/// A §4 string field, case-folded as the gateway compares it.
+pub fn folded(value: &Value) -> Option<String> {
+    value.as_str().map(str::to_lowercase)
+}
+
+/// `a` before `b` by SPEC §3's rule for one sort key: nulls last in either direction.
+pub fn compare_nulls_last<T: Ord>(a: Option<T>, b: Option<T>, descending: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(a), Some(b)) if descending => b.cmp(&a),
+        (Some(a), Some(b)) => a.cmp(&b),
+    }
+}
+
+/// SPEC §3's `sort` read naively over §4 users: each key (`-` = descending as `true`), nulls
+/// last, timestamps as instants, strings case-folded, ties by `id`. No keys: order kept.
+pub fn sort_reference<U: std::borrow::Borrow<Value>>(users: &mut [U], sort: &[(&str, bool)]) {
+    use time::format_description::well_known::Rfc3339;
+    if sort.is_empty() {
+        return;
+    }
+    users.sort_by(|a, b| {
+        let (a, b) = (a.borrow(), b.borrow());
+        for (field, desc) in sort {
+            let order = if field.ends_with("_at") {
+                let time = |u: &Value| {
+                    u[*field]
+                        .as_str()
+                        .map(|t| time::OffsetDateTime::parse(t, &Rfc3339).unwrap())
+                };
+                compare_nulls_last(time(a), time(b), *desc)
+            } else {
+                compare_nulls_last(folded(&a[*field]), folded(&b[*field]), *desc)
+            };
+            if order != std::cmp::Ordering::Equal {
+                return order;
+            }
+        }
+        a["id"].as_str().cmp(&b["id"].as_str())
+    });
+}

@@ -8,6 +8,7 @@ mod errors;
 mod faults;
 mod helpers;
 mod hostile;
+mod hostile_views;
 mod limits;
 mod load;
 mod misbehaving;

@@ -1,15 +1,11 @@
 //! Filters and sort against a naive reference: fetch everything, filter, sort, slice.
 //! Plus what upstreams are asked for: pushed-down filters and nothing else.
 
-use std::cmp::Ordering;
-
 use proptest::prelude::*;
 use serde_json::Value;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use users_gateway::sandbox::SandboxOptions;
 
-use crate::helpers::{expected_users, ids, spawn_app, spawn_with, TestApp};
+use crate::helpers::{compare_nulls_last, expected_users, folded, ids, sort_reference, spawn_app, spawn_with, TestApp};
 
 /// One generated query: raw text for the gateway and what the reference needs.
 #[derive(Debug, Clone)]
@@ -52,10 +48,6 @@ impl Query {
     }
 }
 
-fn folded(value: &Value) -> Option<String> {
-    value.as_str().map(str::to_lowercase)
-}
-
 /// SPEC §3 read naively, over SPEC §4 users.
 fn reference(users: &[Value], query: &Query) -> Vec<String> {
     let mut matching: Vec<&Value> = users
@@ -87,33 +79,8 @@ fn reference(users: &[Value], query: &Query) -> Vec<String> {
                 .is_none_or(|id| folded(&u["provider_id"]) == Some(id.to_lowercase()))
         })
         .collect();
-    if !query.sort.is_empty() {
-        matching.sort_by(|a, b| {
-            for (field, desc) in &query.sort {
-                let order = if field.ends_with("_at") {
-                    let time = |u: &Value| u[*field].as_str().map(|t| OffsetDateTime::parse(t, &Rfc3339).unwrap());
-                    compare_nulls_last(time(a), time(b), *desc)
-                } else {
-                    compare_nulls_last(folded(&a[*field]), folded(&b[*field]), *desc)
-                };
-                if order != Ordering::Equal {
-                    return order;
-                }
-            }
-            a["id"].as_str().cmp(&b["id"].as_str())
-        });
-    }
+    sort_reference(&mut matching, &query.sort);
     matching.iter().map(|u| u["id"].as_str().unwrap().to_owned()).collect()
-}
-
-fn compare_nulls_last<T: Ord>(a: Option<T>, b: Option<T>, descending: bool) -> Ordering {
-    match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Greater,
-        (Some(_), None) => Ordering::Less,
-        (Some(a), Some(b)) if descending => b.cmp(&a),
-        (Some(a), Some(b)) => a.cmp(&b),
-    }
 }
 
 const SORT_FIELDS: [&str; 6] = [
