@@ -332,31 +332,28 @@ pub(super) struct ListParams {
     per_page: Option<u64>,
     /// Comma-separated provider names (all sources of that provider) or source names; only
     /// those sources are read. The names of additionally configured sources (e.g. a second
-    /// TI tenant) are accepted too; anything else is a 400.
-    #[param(style = Form, explode = false, min_items = 1, inline, example = json!(["tapintosafety"]))]
+    /// TI tenant) are accepted too; anything else is a 400. Example: `tapintosafety`.
+    #[param(style = Form, explode = false, min_items = 1, inline)]
     provider: Option<Vec<ProviderJson>>,
-    /// Case-insensitive exact match on the user's `role`.
-    #[param(min_length = 1, max_length = 256, pattern = r"\S", example = "admin")]
+    /// Case-insensitive exact match on the user's `role`. Example: `admin`.
+    #[param(min_length = 1, max_length = 256, pattern = r"\S")]
     role: Option<String>,
-    /// Case-insensitive substring of `email` or `username`.
-    #[param(min_length = 1, max_length = 256, pattern = r"\S", example = "o'brien")]
+    /// Case-insensitive substring of `email` or `username`. Example: `o'brien`.
+    #[param(min_length = 1, max_length = 256, pattern = r"\S")]
     email: Option<String>,
     /// Case-insensitive substring of `employee_id` (TapIntoSafety only: Thought Industries
-    /// users have none, so TI is not called).
-    #[param(min_length = 1, max_length = 256, pattern = r"\S", example = "EMP-10")]
+    /// users have none, so TI is not called). Example: `EMP-10`.
+    #[param(min_length = 1, max_length = 256, pattern = r"\S")]
     employee_id: Option<String>,
-    /// Exact match on `provider_id`, compared as UUIDs.
-    #[param(
-        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-        example = "0f8fad5b-d9cb-469f-a165-70867728950e"
-    )]
+    /// Exact match on `provider_id`, compared as UUIDs. Example:
+    /// `0f8fad5b-d9cb-469f-a165-70867728950e`.
+    #[param(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     user_id: Option<uuid::Uuid>,
     /// Comma-separated fields, `-` for descending: `email`, `first_name`, `last_name`,
     /// `display_name`, `created_at`, `last_active_at`. Strings compare case-insensitively,
-    /// nulls come last in both directions, ties are broken by `id`.
+    /// nulls come last in both directions, ties are broken by `id`. Example: `-created_at,email`.
     #[param(
-        pattern = r"^-?(email|first_name|last_name|display_name|created_at|last_active_at)(,-?(email|first_name|last_name|display_name|created_at|last_active_at))*$",
-        example = "-created_at,email"
+        pattern = r"^-?(email|first_name|last_name|display_name|created_at|last_active_at)(,-?(email|first_name|last_name|display_name|created_at|last_active_at))*$"
     )]
     sort: Option<String>,
     /// `raw` adds each user's upstream record, as received, under `raw`.

@@ -34,3 +34,29 @@ async fn serves_the_document_and_swagger_ui() {
     assert!(metrics.contains("gateway_http_requests_total"), "{metrics}");
     assert!(metrics.contains("gateway_upstream_requests_total"));
 }
+
+/// SPEC §5: Swagger UI pre-fills an optional parameter's `example` into "Try it out", so a
+/// request with only what a person filled in would carry every filter's example. No optional
+/// parameter (nor its schema) has one; required ones (the path's `id`) may.
+#[test]
+fn optional_parameters_carry_no_example_swagger_ui_would_prefill() {
+    let document: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+    let mut optional = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                if parameter["required"] == true {
+                    continue;
+                }
+                optional += 1;
+                let name = &parameter["name"];
+                for holder in [parameter, &parameter["schema"]] {
+                    for key in ["example", "examples"] {
+                        assert!(holder.get(key).is_none(), "{method} {path}: `{name}` has an `{key}`");
+                    }
+                }
+            }
+        }
+    }
+    assert!(optional >= 9, "only {optional} optional parameters found");
+}
