@@ -79,26 +79,14 @@ pub fn sort_users<T: Deref<Target = User>>(users: &mut [T], keys: &[SortKey]) {
 mod tests {
 
     use super::*;
-    use crate::model::{ProviderKind, SourceName};
     use crate::query::filter::SortField;
 
     fn user(id: &str, email: Option<&str>, created: Option<i64>) -> Box<User> {
         Box::new(User {
             id: id.to_owned(),
-            source: SourceName::parse("s").unwrap(),
-            provider: ProviderKind::ThoughtIndustries,
-            provider_id: id.to_owned(),
             email: email.map(str::to_owned),
-            username: None,
-            first_name: None,
-            last_name: None,
-            display_name: id.to_owned(),
-            role: None,
-            employee_id: None,
-            active: None,
             created_at: created.map(|secs| OffsetDateTime::from_unix_timestamp(secs).unwrap()),
-            updated_at: None,
-            last_active_at: None,
+            ..crate::model::bare_user("s", id)
         })
     }
 
