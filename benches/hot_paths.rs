@@ -223,7 +223,10 @@ fn bench_render(c: &mut Criterion, pages: &Pages) {
     group.bench_function("page_of_25", |b| {
         b.iter(|| {
             let body = UserList {
-                data: users.iter().map(|user| UserJson::new(user, None)).collect(),
+                data: users
+                    .iter()
+                    .map(|user| UserJson::new(user, users_gateway::query::fields::FieldSet::ALL, None))
+                    .collect(),
                 meta: Meta {
                     page: 1,
                     per_page: 25,

@@ -87,7 +87,7 @@ impl App {
             source_refs,
             api_keys: config.api_keys.clone(),
             request_deadline: config.request_deadline,
-            in_flight: tokio::sync::Semaphore::new(config.max_concurrent_requests),
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests)),
             pushdown: PushdownOptions {
                 ti_role_pushdown: config.ti_role_pushdown,
             },

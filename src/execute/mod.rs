@@ -8,11 +8,13 @@
 //!   and the facts kept about it.
 //! - [`explain`]: the same layout over what the cache knows, for `GET /users/plan`.
 //! - [`reports`]: per-source status for the caller.
+//! - [`export`]: `GET /users/export`, the whole list walked a chunk at a time.
 //! - [`revalidate`]: the background refresh of a page served stale (stale-while-revalidate).
 //!
 //! Knows nothing of HTTP or of upstream field names.
 
 mod explain;
+mod export;
 mod pages;
 mod reads;
 mod reports;
@@ -34,6 +36,7 @@ use crate::query::plan::Plan;
 use crate::raw_records::RawRecords;
 
 pub use explain::{FactsView, FilterFacts, SourcePages};
+pub use export::{ExportSummary, ExportWalk};
 use pages::PageSet;
 use reads::Read;
 pub use reads::ReadChoice;

@@ -11,6 +11,7 @@
 //!    a 503 problem at once). One layer, because every layer is paid on every request,
 //!    cache hits included.
 
+pub mod export;
 pub mod openapi;
 pub mod ops;
 pub mod plan;
@@ -55,7 +56,7 @@ pub struct Shared {
     /// Budget of one caller request for everything it does upstream.
     pub request_deadline: std::time::Duration,
     /// One slot per `/users*` request in flight (`GATEWAY_MAX_CONCURRENT_REQUESTS`).
-    pub in_flight: tokio::sync::Semaphore,
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -88,6 +89,7 @@ pub(crate) const MAX_HEADER_COUNT: usize = 100;
 pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
     let api = users::router()
         .merge(plan::router())
+        .merge(export::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard_api));
     Router::new()
         .merge(api)
@@ -210,10 +212,22 @@ async fn guard_api(State(state): State<AppState>, request: Request, next: Next) 
     if !state.api_keys.is_empty() && !presents_a_key(&state.api_keys, &request) {
         return problem::Error::Unauthorized.into_response();
     }
-    let Ok(_slot) = state.in_flight.try_acquire() else {
+    let Ok(slot) = state.in_flight.clone().try_acquire_owned() else {
         return problem::Error::Overloaded.into_response();
     };
-    next.run(request).await
+    // An export streams long after its handler returns: its body holds the slot.
+    let streams = request.uri().path() == "/users/export";
+    let response = next.run(request).await;
+    if !streams {
+        return response;
+    }
+    response.map(|body| {
+        use futures_util::StreamExt;
+        axum::body::Body::from_stream(body.into_data_stream().map(move |frame| {
+            let _held = &slot;
+            frame
+        }))
+    })
 }
 
 fn presents_a_key(keys: &[SecretString], request: &Request) -> bool {

@@ -4,10 +4,10 @@
 //! Regenerate with `cargo run -- openapi > openapi/openapi.json`.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Content, Ref, ResponseBuilder};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{ops, plan, users};
+use super::{export, ops, plan, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,8 +18,8 @@ use super::{ops, plan, users};
             `Authorization: Bearer <key>`; the operational endpoints and `/docs` never do. Every route is read-only: \
             any method but GET or HEAD gets a 405 problem with `Allow: GET,HEAD`."
     ),
-    paths(users::list_users, plan::explain_plan, users::get_user, ops::healthz, ops::readyz, ops::metrics),
-    modifiers(&BearerAuth, &HttpLayerProblems),
+    paths(users::list_users, plan::explain_plan, export::export_users, users::get_user, ops::healthz, ops::readyz, ops::metrics),
+    modifiers(&BearerAuth, &HttpLayerProblems, &ExportParams),
     tags(
         (name = "users", description = "The merged user list"),
         (name = "operations", description = "Health, readiness and metrics"),
@@ -70,6 +70,27 @@ impl Modify for HttpLayerProblems {
                     .entry(status.to_owned())
                     .or_insert(response.into());
             }
+        }
+    }
+}
+
+/// The export takes `GET /users`' parameters but `page` and `per_page`: copied from there,
+/// so the two cannot drift apart.
+struct ExportParams;
+
+impl Modify for ExportParams {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let paths = &mut openapi.paths.paths;
+        let list = paths.get("/users").and_then(|item| item.get.as_ref());
+        let Some(params) = list.and_then(|operation| operation.parameters.clone()) else {
+            return;
+        };
+        let params = params
+            .into_iter()
+            .filter(|param| !matches!(param, RefOr::T(param) if param.name == "page" || param.name == "per_page"))
+            .collect();
+        if let Some(export) = paths.get_mut("/users/export").and_then(|item| item.get.as_mut()) {
+            export.parameters = Some(params);
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::execute::{
 use crate::model::User;
 use crate::providers::breaker::CircuitState;
 use crate::providers::SourceErrorCode;
+use crate::query::fields::{Field, FieldSet};
 use crate::query::parse;
 use crate::query::plan;
 use crate::raw_records::UnpackedPages;
@@ -34,57 +35,64 @@ pub fn router() -> Router<AppState> {
         .route("/users/{id}", get(get_user))
 }
 
-/// One user, normalized (SPEC §4). Every field is present, `null` where it has no value.
-#[derive(Serialize, ToSchema)]
+/// One user, normalized (SPEC §4). Every field is present, `null` where it has no value;
+/// with `fields`, only `id` and the fields named (each present, `null` where empty).
+#[derive(ToSchema)]
 #[schema(as = User)]
 pub struct UserJson<'a> {
-    /// `{source}:{provider_id}`, unique across sources.
+    /// `{source}:{provider_id}`, unique across sources. Always present.
     #[schema(example = "tapintosafety:0f8fad5b-d9cb-469f-a165-70867728950e")]
     pub id: &'a str,
     /// The configured source the user comes from.
-    #[schema(example = "tapintosafety")]
+    #[schema(example = "tapintosafety", required = false)]
     pub source: &'a str,
+    #[schema(required = false)]
     pub provider: ProviderJson,
     /// The user's id in its upstream.
+    #[schema(example = "0f8fad5b-d9cb-469f-a165-70867728950e", required = false)]
     pub provider_id: &'a str,
-    #[schema(required = true)]
+    #[schema(example = "zoe.obrien@example.com")]
     pub email: Option<&'a str>,
     /// TapIntoSafety username (an e-mail or an SSO id); always null for Thought Industries.
-    #[schema(required = true)]
+    #[schema(example = "zoe.obrien")]
     pub username: Option<&'a str>,
-    #[schema(required = true)]
+    #[schema(example = "Zoë")]
     pub first_name: Option<&'a str>,
-    #[schema(required = true)]
+    #[schema(example = "O'Brien")]
     pub last_name: Option<&'a str>,
     /// Never null: falls back through names, e-mail or username, then the upstream id.
+    #[schema(example = "Zoë O'Brien", required = false)]
     pub display_name: &'a str,
     /// The upstream role key (TI `roleKey`, TIS `role`).
-    #[schema(required = true)]
+    #[schema(example = "admin")]
     pub role: Option<&'a str>,
     /// TapIntoSafety `organisationIdentifier`; always null for Thought Industries.
-    #[schema(required = true)]
+    #[schema(example = "EMP-1042")]
     pub employee_id: Option<&'a str>,
-    #[schema(required = true)]
     pub active: Option<bool>,
+    /// Thought Industries only; null for TapIntoSafety.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(required = true)]
+    #[schema(example = "2024-03-18T09:30:00Z")]
     pub created_at: Option<OffsetDateTime>,
+    /// Thought Industries only; null for TapIntoSafety.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(required = true)]
     pub updated_at: Option<OffsetDateTime>,
+    /// Thought Industries only; null for TapIntoSafety.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(required = true)]
     pub last_active_at: Option<OffsetDateTime>,
     /// The upstream record as received, credential fields (`secretKey`, `password`, `token`…)
     /// set to `"***"`; only with `include=raw`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object, required = false)]
     pub raw: Option<&'a RawValue>,
+    /// Which fields the JSON shows.
+    #[serde(skip)]
+    pub fields: FieldSet,
 }
 
 impl<'a> UserJson<'a> {
-    /// The wire form of `user`, with its upstream record when `include=raw` asked for it.
-    pub fn new(user: &'a User, raw: Option<&'a RawValue>) -> UserJson<'a> {
+    /// The wire form of `user`: the `fields` asked for, and its upstream record when
+    /// `include=raw` asked for it.
+    pub fn new(user: &'a User, fields: FieldSet, raw: Option<&'a RawValue>) -> UserJson<'a> {
         UserJson {
             id: &user.id,
             source: user.source.as_str(),
@@ -102,7 +110,49 @@ impl<'a> UserJson<'a> {
             updated_at: user.updated_at,
             last_active_at: user.last_active_at,
             raw,
+            fields,
         }
+    }
+}
+
+/// By hand, not derived, for `fields`: the fields shown in SPEC §4's order, then `raw`.
+impl Serialize for UserJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for field in self.fields.iter() {
+            let name = field.as_str();
+            match field {
+                Field::Id => map.serialize_entry(name, self.id)?,
+                Field::Source => map.serialize_entry(name, self.source)?,
+                Field::Provider => map.serialize_entry(name, &self.provider)?,
+                Field::ProviderId => map.serialize_entry(name, self.provider_id)?,
+                Field::Email => map.serialize_entry(name, &self.email)?,
+                Field::Username => map.serialize_entry(name, &self.username)?,
+                Field::FirstName => map.serialize_entry(name, &self.first_name)?,
+                Field::LastName => map.serialize_entry(name, &self.last_name)?,
+                Field::DisplayName => map.serialize_entry(name, self.display_name)?,
+                Field::Role => map.serialize_entry(name, &self.role)?,
+                Field::EmployeeId => map.serialize_entry(name, &self.employee_id)?,
+                Field::Active => map.serialize_entry(name, &self.active)?,
+                Field::CreatedAt => map.serialize_entry(name, &Rfc3339(self.created_at))?,
+                Field::UpdatedAt => map.serialize_entry(name, &Rfc3339(self.updated_at))?,
+                Field::LastActiveAt => map.serialize_entry(name, &Rfc3339(self.last_active_at))?,
+            }
+        }
+        if let Some(raw) = self.raw {
+            map.serialize_entry("raw", raw)?;
+        }
+        map.end()
+    }
+}
+
+/// An RFC 3339 timestamp, or null.
+struct Rfc3339(Option<OffsetDateTime>);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        time::serde::rfc3339::option::serialize(&self.0, serializer)
     }
 }
 
@@ -359,6 +409,16 @@ pub(super) struct ListParams {
     /// `raw` adds each user's upstream record, as received, under `raw`.
     #[param(inline)]
     include: Option<Include>,
+    /// Comma-separated user fields to show: each user then has `id` and those fields only
+    /// (each present, `null` where empty), in the order of the `User` schema. Names:
+    /// `id`, `source`, `provider`, `provider_id`, `email`, `username`, `first_name`,
+    /// `last_name`, `display_name`, `role`, `employee_id`, `active`, `created_at`,
+    /// `updated_at`, `last_active_at`; any other is a 400 naming it. `include=raw` still
+    /// adds `raw`. Example: `email,last_name`.
+    #[param(
+        pattern = "^(id|source|provider|provider_id|email|username|first_name|last_name|display_name|role|employee_id|active|created_at|updated_at|last_active_at)(,(id|source|provider|provider_id|email|username|first_name|last_name|display_name|role|employee_id|active|created_at|updated_at|last_active_at))*$"
+    )]
+    fields: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -376,10 +436,16 @@ pub struct UserParams {
     /// `raw` adds the user's upstream record, as received, under `raw`.
     #[param(inline)]
     include: Option<Include>,
+    /// Comma-separated user fields to show, as for `GET /users` (`id` always). Example:
+    /// `email,last_name`.
+    #[param(
+        pattern = "^(id|source|provider|provider_id|email|username|first_name|last_name|display_name|role|employee_id|active|created_at|updated_at|last_active_at)(,(id|source|provider|provider_id|email|username|first_name|last_name|display_name|role|employee_id|active|created_at|updated_at|last_active_at))*$"
+    )]
+    fields: Option<String>,
 }
 
 /// Whether the caller asked to bypass cached pages (`Cache-Control: no-cache`).
-fn wants_refresh(headers: &HeaderMap) -> bool {
+pub(super) fn wants_refresh(headers: &HeaderMap) -> bool {
     let has_no_cache = |name| {
         headers.get_all(name).iter().any(|value| {
             value.to_str().is_ok_and(|text| {
@@ -489,7 +555,7 @@ pub async fn list_users(State(state): State<AppState>, request: Request) -> Resu
                 data: result
                     .users
                     .iter()
-                    .map(|user| UserJson::new(user, record_of(&records, user)))
+                    .map(|user| UserJson::new(user, query.fields, record_of(&records, user)))
                     .collect(),
                 meta: Meta {
                     page: result.meta.page,
@@ -571,7 +637,7 @@ pub async fn get_user(
     let Ok(Path(id)) = id else {
         return Err(Error::NotFound("no user with that id".to_owned()));
     };
-    let include_raw = parse::user_query(raw_query.as_deref().unwrap_or("")).map_err(Error::InvalidParams)?;
+    let query = parse::user_query(raw_query.as_deref().unwrap_or("")).map_err(Error::InvalidParams)?;
     let no_such_user = || Error::NotFound("no user with that id".to_owned());
     let (source_name, provider_id) = id.split_once(':').ok_or_else(no_such_user)?;
     if provider_id.is_empty() || provider_id.len() > 256 {
@@ -597,13 +663,14 @@ pub async fn get_user(
     let user: UserRef = found.user.ok_or_else(no_such_user)?;
     let mut response_headers = HeaderMap::new();
     response_headers.insert("cache-status", cache_status(found.upstream_calls, found.stale));
-    let records = unpack_records(include_raw, std::slice::from_ref(&user));
-    let bytes = serde_json::to_vec(&UserJson::new(&user, record_of(&records, &user))).expect("a user serializes");
+    let records = unpack_records(query.include_raw, std::slice::from_ref(&user));
+    let bytes =
+        serde_json::to_vec(&UserJson::new(&user, query.fields, record_of(&records, &user))).expect("a user serializes");
     Ok(json_once(&headers, bytes, response_headers))
 }
 
 /// The records of the pages `users` come from, unpacked once each, when `include=raw` asks.
-fn unpack_records(include_raw: bool, users: &[UserRef]) -> Option<UnpackedPages<'_>> {
+pub(super) fn unpack_records(include_raw: bool, users: &[UserRef]) -> Option<UnpackedPages<'_>> {
     include_raw.then(|| {
         let mut pages = UnpackedPages::default();
         for user in users {
@@ -613,7 +680,7 @@ fn unpack_records(include_raw: bool, users: &[UserRef]) -> Option<UnpackedPages<
     })
 }
 
-fn record_of<'a>(records: &'a Option<UnpackedPages<'_>>, user: &UserRef) -> Option<&'a RawValue> {
+pub(super) fn record_of<'a>(records: &'a Option<UnpackedPages<'_>>, user: &UserRef) -> Option<&'a RawValue> {
     let (page, idx) = user.raw_record();
     records.as_ref()?.get(page, idx)
 }

@@ -3,6 +3,7 @@
 //! Every problem is collected and named, so one 400 tells the caller everything that is
 //! wrong. Nothing here allocates more than the input's size.
 
+use super::fields::FieldSet;
 use super::filter::{FilterText, Filters, SortField, SortKey};
 use crate::model::{ProviderKind, SourceName};
 
@@ -46,6 +47,8 @@ pub struct ListQuery {
     /// Indices into the configured sources, in configured order.
     pub sources: Vec<usize>,
     pub include_raw: bool,
+    /// The user fields to show (`fields`); all without it.
+    pub fields: FieldSet,
     pub filters: Filters,
     /// Empty: the documented default order (sources in order, each in upstream order).
     pub sort: Vec<SortKey>,
@@ -53,15 +56,27 @@ pub struct ListQuery {
     pub link_params: Vec<(String, String)>,
 }
 
-const KNOWN: &str = "page, per_page, provider, role, email, employee_id, user_id, sort, include";
+const KNOWN: &str = "page, per_page, provider, role, email, employee_id, user_id, sort, include, fields";
+const KNOWN_EXPORT: &str = "provider, role, email, employee_id, user_id, sort, include, fields";
 
+/// `GET /users` parameters.
 pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, Vec<ParamError>> {
+    query(raw_query, sources, true)
+}
+
+/// `GET /users/export` parameters: those of `GET /users` but `page` and `per_page` (SPEC §12).
+pub fn export_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, Vec<ParamError>> {
+    query(raw_query, sources, false)
+}
+
+fn query(raw_query: &str, sources: &[SourceRef], paged: bool) -> Result<ListQuery, Vec<ParamError>> {
     let mut errors = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     let mut page = 1;
     let mut per_page = DEFAULT_PER_PAGE;
     let mut selected: Option<Vec<usize>> = None;
     let mut include_raw = false;
+    let mut fields = FieldSet::ALL;
     let mut filters = Filters::default();
     let mut sort = Vec::new();
     let mut link_params = Vec::new();
@@ -76,6 +91,10 @@ pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, V
         }
         seen.push(name.to_string());
         match name.as_ref() {
+            "page" | "per_page" if !paged => errors.push(ParamError::new(
+                name.as_ref(),
+                format!("the export has no pages: it streams every matching user; known: {KNOWN_EXPORT}"),
+            )),
             "page" => match parse_integer(&value, 1, MAX_PAGE) {
                 Ok(number) => page = number,
                 Err(reason) => errors.push(ParamError::new("page", reason)),
@@ -131,9 +150,13 @@ pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, V
                 Ok(keys) => sort = keys,
                 Err(reason) => errors.push(ParamError::new("sort", reason)),
             },
+            "fields" => match FieldSet::parse(&value) {
+                Ok(set) => fields = set,
+                Err(reason) => errors.push(ParamError::new("fields", reason)),
+            },
             other => errors.push(ParamError::new(
                 clip(other),
-                format!("unknown parameter; known: {KNOWN}"),
+                format!("unknown parameter; known: {}", if paged { KNOWN } else { KNOWN_EXPORT }),
             )),
         }
         if name != "page" {
@@ -149,6 +172,7 @@ pub fn list_query(raw_query: &str, sources: &[SourceRef]) -> Result<ListQuery, V
         per_page,
         sources: selected.unwrap_or_else(|| (0..sources.len()).collect()),
         include_raw,
+        fields,
         filters,
         sort,
         link_params,
@@ -184,22 +208,45 @@ fn parse_sort(value: &str) -> Result<Vec<SortKey>, String> {
     Ok(keys)
 }
 
-/// `GET /users/{id}` takes `include` alone; returns whether `raw` was asked for.
-pub fn user_query(raw_query: &str) -> Result<bool, Vec<ParamError>> {
-    let mut include_raw = false;
+/// A validated `GET /users/{id}` query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserQuery {
+    pub include_raw: bool,
+    pub fields: FieldSet,
+}
+
+/// `GET /users/{id}` takes `include` and `fields` (SPEC §5).
+pub fn user_query(raw_query: &str) -> Result<UserQuery, Vec<ParamError>> {
+    let mut query = UserQuery {
+        include_raw: false,
+        fields: FieldSet::ALL,
+    };
     let mut errors = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for (name, value) in form_urlencoded::parse(raw_query.as_bytes()).take(MAX_ERRORS) {
+        if seen.iter().any(|earlier| *earlier == name) {
+            errors.push(ParamError::new(clip(&name), "given more than once"));
+            continue;
+        }
+        seen.push(name.to_string());
         match (name.as_ref(), value.as_ref()) {
-            ("include", "raw") => include_raw = true,
+            ("include", "raw") => query.include_raw = true,
             ("include", other) => errors.push(ParamError::new(
                 "include",
                 format!("{} is not an include option; the only one is raw", quote(other)),
             )),
-            (other, _) => errors.push(ParamError::new(clip(other), "unknown parameter; known: include")),
+            ("fields", text) => match FieldSet::parse(text) {
+                Ok(set) => query.fields = set,
+                Err(reason) => errors.push(ParamError::new("fields", reason)),
+            },
+            (other, _) => errors.push(ParamError::new(
+                clip(other),
+                "unknown parameter; known: include, fields",
+            )),
         }
     }
     if errors.is_empty() {
-        Ok(include_raw)
+        Ok(query)
     } else {
         Err(errors)
     }
@@ -258,7 +305,7 @@ fn quote(text: &str) -> String {
     format!("{:?}", clip(text))
 }
 
-fn clip(text: &str) -> String {
+pub(super) fn clip(text: &str) -> String {
     const MAX_CHARS: usize = 64;
     if text.chars().count() <= MAX_CHARS {
         text.to_owned()
@@ -359,6 +406,38 @@ mod tests {
                 ("include".to_owned(), "raw".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn fields_are_parsed_for_lists_users_and_exports() {
+        use crate::query::fields::Field;
+        let query = list_query("fields=email,role&include=raw", &sources()).unwrap();
+        assert!(query.include_raw);
+        let shown: Vec<Field> = query.fields.iter().collect();
+        assert_eq!(shown, [Field::Id, Field::Email, Field::Role]);
+        assert_eq!(list_query("", &sources()).unwrap().fields, FieldSet::ALL);
+        check("fields=email,secret", Err(vec!["fields"]));
+        check("fields=", Err(vec!["fields"]));
+
+        let one = user_query("fields=last_name&include=raw").unwrap();
+        assert!(one.include_raw && one.fields.contains(Field::LastName) && !one.fields.contains(Field::Email));
+        let errors = user_query("fields=nope&include=raw&include=raw&page=2").unwrap_err();
+        let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["fields", "include", "page"]);
+        assert!(errors[0].reason.contains(r#""nope""#), "{errors:?}");
+    }
+
+    #[test]
+    fn an_export_takes_the_list_parameters_but_paging() {
+        let query = export_query("provider=tapintosafety&sort=-email&fields=email", &sources()).unwrap();
+        assert_eq!(query.sources, [1]);
+        assert_eq!(query.sort.len(), 1);
+        let errors = export_query("page=2&per_page=10&role=admin", &sources()).unwrap_err();
+        let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["page", "per_page"]);
+        assert!(errors[0].reason.contains("no pages"), "{errors:?}");
+        let unknown = export_query("nope=1", &sources()).unwrap_err();
+        assert!(!unknown[0].reason.contains("per_page"), "{unknown:?}");
     }
 
     proptest! {

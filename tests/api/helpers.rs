@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use users_gateway::app::App;
 use users_gateway::config::{Config, SourceConfig};
@@ -69,6 +71,17 @@ pub async fn spawn_with_sources(
         stop: std::sync::Mutex::new(Some(stop)),
         server: std::sync::Mutex::new(Some(server)),
     }
+}
+
+/// The gateway's router over a sandbox, called in process (`tower::ServiceExt::oneshot`):
+/// for tests that hold a response body unread.
+pub async fn app_router(options: SandboxOptions, env: &[(&str, &str)]) -> (axum::Router, Sandbox) {
+    let sandbox = Sandbox::start(options).await.expect("sandbox starts");
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let lookup = move |name: &str| env.get(name).cloned();
+    let config = Config::load(&lookup, None, Some(sandbox.sources())).expect("config loads");
+    let app = App::build(&config).expect("app builds");
+    (app.router(), sandbox)
 }
 
 impl TestApp {
@@ -346,4 +359,55 @@ pub fn sort_reference<U: std::borrow::Borrow<Value>>(users: &mut [U], sort: &[(&
         }
         a["id"].as_str().cmp(&b["id"].as_str())
     });
+}
+
+/// SPEC §3 naively: filter, then sort (ties by id, nulls last).
+pub fn reference(users: &[Value], keep: impl Fn(&Value) -> bool, sort: &[(&str, bool)]) -> Vec<Value> {
+    let mut matching: Vec<Value> = users.iter().filter(|u| keep(u)).cloned().collect();
+    sort_reference(&mut matching, sort);
+    matching
+}
+
+pub fn sort_param(sort: &[(&str, bool)]) -> String {
+    sort.iter()
+        .map(|(field, desc)| format!("{}{field}", if *desc { "-" } else { "" }))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn instant(value: &Value) -> Option<OffsetDateTime> {
+    value.as_str().map(|t| OffsetDateTime::parse(t, &Rfc3339).unwrap())
+}
+
+/// The user as shown equals the user as SPEC §4 derives it from its record (raw included
+/// when `raw`).
+pub fn assert_same_user(got: &Value, want: &Value, raw: bool, context: &str) {
+    let want_obj = want.as_object().unwrap();
+    for (field, want_value) in want_obj {
+        if field == "raw" && !raw {
+            continue;
+        }
+        let got_value = got.get(field).unwrap_or(&Value::Null);
+        if field.ends_with("_at") {
+            assert_eq!(
+                instant(got_value),
+                instant(want_value),
+                "{context}: {field} of {}",
+                want["id"]
+            );
+        } else {
+            assert_eq!(got_value, want_value, "{context}: {field} of {}", want["id"]);
+        }
+    }
+}
+
+pub fn role_is(role: &'static str) -> impl Fn(&Value) -> bool {
+    move |u: &Value| folded(&u["role"]) == Some(role.to_owned())
+}
+
+pub fn email_has(needle: &'static str) -> impl Fn(&Value) -> bool {
+    move |u: &Value| {
+        folded(&u["email"]).is_some_and(|v| v.contains(needle))
+            || folded(&u["username"]).is_some_and(|v| v.contains(needle))
+    }
 }

@@ -6,54 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use users_gateway::sandbox::{DataFault, Fault, SandboxOptions};
 
 use crate::helpers::{
-    expected_user, expected_users, folded, ids, sort_reference, spawn_with, spawn_with_sources, tick_paused_clock,
-    TestApp,
+    assert_same_user, email_has, expected_user, expected_users, ids, reference, role_is, sort_param, spawn_with,
+    spawn_with_sources, tick_paused_clock, TestApp,
 };
-
-/// SPEC §3 naively: filter, then sort (ties by id, nulls last).
-fn reference(users: &[Value], keep: impl Fn(&Value) -> bool, sort: &[(&str, bool)]) -> Vec<Value> {
-    let mut matching: Vec<Value> = users.iter().filter(|u| keep(u)).cloned().collect();
-    sort_reference(&mut matching, sort);
-    matching
-}
-
-fn sort_param(sort: &[(&str, bool)]) -> String {
-    sort.iter()
-        .map(|(field, desc)| format!("{}{field}", if *desc { "-" } else { "" }))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn instant(value: &Value) -> Option<OffsetDateTime> {
-    value.as_str().map(|t| OffsetDateTime::parse(t, &Rfc3339).unwrap())
-}
-
-/// The user as shown equals the user as SPEC §4 derives it from its record (raw included
-/// when `raw`).
-fn assert_same_user(got: &Value, want: &Value, raw: bool, context: &str) {
-    let want_obj = want.as_object().unwrap();
-    for (field, want_value) in want_obj {
-        if field == "raw" && !raw {
-            continue;
-        }
-        let got_value = got.get(field).unwrap_or(&Value::Null);
-        if field.ends_with("_at") {
-            assert_eq!(
-                instant(got_value),
-                instant(want_value),
-                "{context}: {field} of {}",
-                want["id"]
-            );
-        } else {
-            assert_eq!(got_value, want_value, "{context}: {field} of {}", want["id"]);
-        }
-    }
-}
 
 /// One caller page checked against the reference slice at its offset.
 async fn check_page(app: &TestApp, path: &str, expected: &[Value], page: usize, per_page: usize, raw: bool) -> Value {
@@ -71,17 +29,6 @@ async fn check_page(app: &TestApp, path: &str, expected: &[Value], page: usize, 
         assert_same_user(got, want, raw, path);
     }
     body
-}
-
-fn role_is(role: &'static str) -> impl Fn(&Value) -> bool {
-    move |u: &Value| folded(&u["role"]) == Some(role.to_owned())
-}
-
-fn email_has(needle: &'static str) -> impl Fn(&Value) -> bool {
-    move |u: &Value| {
-        folded(&u["email"]).is_some_and(|v| v.contains(needle))
-            || folded(&u["username"]).is_some_and(|v| v.contains(needle))
-    }
 }
 
 /// Sorted and filtered walks, interleaved so several views share the same pages, with

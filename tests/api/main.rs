@@ -3,6 +3,7 @@
 
 mod breaker;
 mod cache;
+mod callers;
 mod cli;
 mod errors;
 mod faults;

@@ -1,0 +1,217 @@
+//! `GET /users/export` (SPEC §12): NDJSON of every matching user, then one `meta` line.
+//!
+//! The first chunk is read before the status line, so a query no source can answer is a
+//! problem as on `/users`; the rest is written by a task through a channel of
+//! [`BUFFERED_CHUNKS`], so a slow caller slows the walk instead of growing a buffer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use super::problem::{Error, Problem};
+use super::users::{record_of, unpack_records, wants_refresh, SourceStatusJson, UserJson};
+use super::AppState;
+use crate::execute::{CallContext, ExportSummary, ExportWalk, SourceStatus, UserRef};
+use crate::query::fields::FieldSet;
+use crate::query::parse::{self, ListQuery};
+use crate::query::plan::{self, Plan};
+use crate::telemetry::RequestId;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/users/export", get(export_users))
+}
+
+/// Chunks written ahead of the caller: with the one being built, all an export holds.
+const BUFFERED_CHUNKS: usize = 2;
+/// A caller that reads nothing for this long is given up on: the stream is cut (no `meta`
+/// line), and its slot and upstream work end.
+pub const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// The last line of an export.
+#[derive(Serialize, ToSchema)]
+pub struct ExportEnd {
+    pub meta: ExportMeta,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportMeta {
+    /// Every selected source answered to the end and every user it counted is in the
+    /// stream. False when a source failed (its status says why) or a step was refused.
+    pub complete: bool,
+    /// The users in the stream.
+    #[schema(example = 1980)]
+    pub total: u64,
+    /// Each selected source, in merge order, as in `meta.sources` of `GET /users`.
+    pub sources: Vec<SourceStatusJson>,
+}
+
+/// Every matching user, streamed as NDJSON.
+///
+/// Takes the filters, `sort`, `provider`, `fields` and `include` of `GET /users`, without
+/// `page` and `per_page`. One user (the `User` schema) per line, in the order a walk of
+/// `GET /users` over every page gives, then one last line `{"meta": {"complete", "total",
+/// "sources"}}` (the `ExportEnd` schema). A stream without that last line was cut. A source
+/// that fails mid-way makes `complete` false and is reported in `meta.sources`; the other
+/// sources' users are still streamed. Memory stays flat: the gateway reads a chunk of 500
+/// users at a time and writes at most two chunks ahead of the caller; a caller that reads
+/// nothing for 30 s is cut off. `Cache-Control: no-cache` refreshes the pages of the first
+/// chunk; later ones are at most the cache TTL old.
+#[utoipa::path(
+    get,
+    path = "/users/export",
+    tag = "users",
+    responses(
+        (status = 200, description = "NDJSON: one `User` a line, then the `ExportEnd` line",
+            content_type = "application/x-ndjson", body = ExportEnd,
+            headers(
+                ("X-Request-Id" = String, description = "The caller's request id when well-formed, else a generated one"),
+            ),
+            example = json!("{\"id\":\"tapintosafety:0f8fad5b-d9cb-469f-a165-70867728950e\",\"email\":\"zoe.obrien@example.com\"}\n{\"meta\":{\"complete\":true,\"total\":1,\"sources\":[{\"source\":\"tapintosafety\",\"provider\":\"tapintosafety\",\"status\":\"ok\",\"total\":1,\"circuit\":\"closed\"}]}}\n")),
+        (status = 400, description = "Invalid parameters, each named (`page` and `per_page` included: an export has no pages)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong caller key (only when GATEWAY_API_KEYS is set)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The export would read more upstream pages of one source than GATEWAY_MAX_UPSTREAM_PAGES", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "No selected source answered", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Load shed: more requests in flight than GATEWAY_MAX_CONCURRENT_REQUESTS (an export holds its slot while it streams); retry after `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "Every selected source timed out", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn export_users(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    RawQuery(raw_query): RawQuery,
+) -> Result<Response, Error> {
+    let query =
+        parse::export_query(raw_query.as_deref().unwrap_or(""), &state.source_refs).map_err(Error::InvalidParams)?;
+    let shape = Shape {
+        fields: query.fields,
+        include_raw: query.include_raw,
+    };
+    let mut walk = ExportWalk::new(query, state.source_refs.len());
+    let ctx = CallContext::new(&request_id.0, wants_refresh(&headers), state.deadline());
+    let first = walk
+        .next(&state.executor, |query| plan_of(&state, query), &ctx)
+        .await
+        .map_err(|refused| state.too_many_pages(&refused))?;
+    if first.is_none() {
+        let summary = walk.summary();
+        let failed = |status: &SourceStatus| matches!(status, SourceStatus::Failed(_));
+        let any_ok = summary
+            .reports
+            .iter()
+            .any(|r| matches!(r.status, SourceStatus::Ok { .. }));
+        if !any_ok && summary.reports.iter().any(|report| failed(&report.status)) {
+            return Err(Error::UpstreamsFailed(
+                summary.reports.iter().map(|report| state.status_json(report)).collect(),
+            ));
+        }
+    }
+
+    let (sender, receiver) = mpsc::channel(BUFFERED_CHUNKS);
+    let ended = Arc::new(AtomicBool::new(false));
+    tokio::spawn(stream_rest(
+        state,
+        request_id.0,
+        walk,
+        first,
+        shape,
+        sender,
+        ended.clone(),
+    ));
+    let body = futures_util::stream::unfold(Some((receiver, ended)), |state| async move {
+        let (mut receiver, ended) = state?;
+        match receiver.recv().await {
+            Some(bytes) => Some((Ok::<Bytes, std::io::Error>(bytes), Some((receiver, ended)))),
+            // Cut short (a stalled caller): an error makes hyper abort the body, so the
+            // caller cannot take it for a complete one even without looking for `meta`.
+            None if !ended.load(Ordering::Acquire) => Some((Err(std::io::Error::other("export cut short")), None)),
+            None => None,
+        }
+    });
+    let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    Ok(response)
+}
+
+/// What each line shows.
+#[derive(Clone, Copy)]
+struct Shape {
+    fields: FieldSet,
+    include_raw: bool,
+}
+
+fn plan_of(state: &AppState, query: &ListQuery) -> Plan {
+    plan::plan(query, &state.source_refs, &state.adapters, &state.pushdown)
+}
+
+/// Writes the chunks, then the `meta` line; stops when the caller is gone or stalls.
+async fn stream_rest(
+    state: AppState,
+    request_id: Arc<str>,
+    mut walk: ExportWalk,
+    mut chunk: Option<Vec<UserRef>>,
+    shape: Shape,
+    sender: mpsc::Sender<Bytes>,
+    ended: Arc<AtomicBool>,
+) {
+    while let Some(users) = chunk.take() {
+        if !send(&sender, lines(&users, shape)).await {
+            return;
+        }
+        drop(users);
+        let ctx = CallContext::new(&request_id, false, state.deadline());
+        // A refusal after the first chunk ends the walk; the summary says incomplete.
+        chunk = walk
+            .next(&state.executor, |query| plan_of(&state, query), &ctx)
+            .await
+            .unwrap_or(None);
+    }
+    // The receiver sees the end of the channel only once `sender` drops, after this.
+    if send(&sender, end_line(&state, &walk.summary())).await {
+        ended.store(true, Ordering::Release);
+    }
+}
+
+/// False when the caller is gone or read nothing for [`STALL_LIMIT`].
+async fn send(sender: &mpsc::Sender<Bytes>, bytes: Bytes) -> bool {
+    matches!(tokio::time::timeout(STALL_LIMIT, sender.send(bytes)).await, Ok(Ok(())))
+}
+
+/// One NDJSON line per user.
+fn lines(users: &[UserRef], shape: Shape) -> Bytes {
+    let records = unpack_records(shape.include_raw, users);
+    let mut out = Vec::with_capacity(users.len() * 512);
+    for user in users {
+        serde_json::to_writer(&mut out, &UserJson::new(user, shape.fields, record_of(&records, user)))
+            .expect("a user serializes");
+        out.push(b'\n');
+    }
+    Bytes::from(out)
+}
+
+fn end_line(state: &AppState, summary: &ExportSummary) -> Bytes {
+    let end = ExportEnd {
+        meta: ExportMeta {
+            complete: summary.complete,
+            total: summary.total,
+            sources: summary.reports.iter().map(|report| state.status_json(report)).collect(),
+        },
+    };
+    let mut out = serde_json::to_vec(&end).expect("meta serializes");
+    out.push(b'\n');
+    Bytes::from(out)
+}
