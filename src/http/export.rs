@@ -37,6 +37,15 @@ const BUFFERED_CHUNKS: usize = 2;
 /// line), and its slot and upstream work end.
 pub const STALL_LIMIT: Duration = Duration::from_secs(30);
 
+/// One line of an export: a user, or the last line.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the lines; each is written as `UserJson` or `ExportEnd`
+pub enum ExportLine<'a> {
+    User(UserJson<'a>),
+    End(ExportEnd),
+}
+
 /// The last line of an export.
 #[derive(Serialize, ToSchema)]
 pub struct ExportEnd {
@@ -71,12 +80,11 @@ pub struct ExportMeta {
     path = "/users/export",
     tag = "users",
     responses(
-        (status = 200, description = "NDJSON: one `User` a line, then the `ExportEnd` line",
-            content_type = "application/x-ndjson", body = ExportEnd,
+        (status = 200, description = "NDJSON: one `User` a line, then the `ExportEnd` line, e.g.\n\n```\n{\"id\":\"tapintosafety:90139a58-7bfd-44e5-b232-5e3553804436\",\"email\":\"lukaszsingh.729@site-works.example\"}\n{\"meta\":{\"complete\":true,\"total\":1,\"sources\":[{\"source\":\"tapintosafety\",\"provider\":\"tapintosafety\",\"status\":\"ok\",\"total\":1,\"circuit\":\"closed\"}]}}\n```\n\nThe schema is that of one line.",
+            content_type = "application/x-ndjson", body = ExportLine,
             headers(
                 ("X-Request-Id" = String, description = "The caller's request id when well-formed, else a generated one"),
-            ),
-            example = json!("{\"id\":\"tapintosafety:0f8fad5b-d9cb-469f-a165-70867728950e\",\"email\":\"zoe.obrien@example.com\"}\n{\"meta\":{\"complete\":true,\"total\":1,\"sources\":[{\"source\":\"tapintosafety\",\"provider\":\"tapintosafety\",\"status\":\"ok\",\"total\":1,\"circuit\":\"closed\"}]}}\n")),
+            )),
         (status = 400, description = "Invalid parameters, each named (`page` and `per_page` included: an export has no pages)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong caller key (only when GATEWAY_API_KEYS is set)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The export would read more upstream pages of one source than GATEWAY_MAX_UPSTREAM_PAGES", body = Problem, content_type = "application/problem+json"),

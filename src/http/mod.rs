@@ -11,6 +11,7 @@
 //!    a 503 problem at once). One layer, because every layer is paid on every request,
 //!    cache hits included.
 
+mod examples;
 pub mod export;
 pub mod openapi;
 pub mod ops;

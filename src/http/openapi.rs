@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{export, ops, plan, users};
+use super::{examples, export, ops, plan, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +19,8 @@ use super::{export, ops, plan, users};
             any method but GET or HEAD gets a 405 problem with `Allow: GET,HEAD`."
     ),
     paths(users::list_users, plan::explain_plan, export::export_users, users::get_user, ops::healthz, ops::readyz, ops::metrics),
-    modifiers(&BearerAuth, &HttpLayerProblems, &ExportParams),
+    modifiers(&BearerAuth, &HttpLayerProblems, &ExportParams, &Examples),
+    servers((url = "/", description = "The gateway serving this document")),
     tags(
         (name = "users", description = "The merged user list"),
         (name = "operations", description = "Health, readiness and metrics"),
@@ -91,6 +92,36 @@ impl Modify for ExportParams {
             .collect();
         if let Some(export) = paths.get_mut("/users/export").and_then(|item| item.get.as_mut()) {
             export.parameters = Some(params);
+        }
+    }
+}
+
+/// An example for every response body and header (SPEC §5), from `examples`; runs last,
+/// after the other modifiers added their responses.
+struct Examples;
+
+impl Modify for Examples {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(operation) = item.get.as_mut() else { continue };
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else { continue };
+                for (media_type, content) in response.content.iter_mut() {
+                    let RefOr::T(content) = content else { continue };
+                    let example = match media_type.as_str() {
+                        "application/problem+json" => status.parse().ok().and_then(examples::problem),
+                        _ if status.starts_with('2') => examples::body(path),
+                        _ => None,
+                    };
+                    if content.example.is_none() {
+                        content.example = example;
+                    }
+                }
+                for (name, header) in response.headers.iter_mut() {
+                    let RefOr::T(header) = header else { continue };
+                    header.example = examples::header(name);
+                }
+            }
         }
     }
 }

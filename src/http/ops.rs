@@ -42,7 +42,8 @@ pub struct ConfiguredSource {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "Up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
@@ -51,7 +52,8 @@ pub async fn healthz() -> Json<Health> {
 ///
 /// Stays 200 while a source's circuit is open: the gateway still answers (partially, or
 /// from stale copies), and restarting it would not help the upstream.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready", body = Readiness)))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "Ready", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Json<Readiness> {
     Json(Readiness {
         status: "ready",
@@ -70,7 +72,7 @@ pub async fn readyz(State(state): State<AppState>) -> Json<Readiness> {
 
 /// Prometheus metrics: HTTP requests by route and status, upstream requests by source and
 /// outcome (with latency histograms), cache lookups and size.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let [pages, facts, views] = state.executor.cache_bytes().await;

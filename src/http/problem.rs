@@ -91,7 +91,7 @@ impl Error {
         }
     }
 
-    fn into_problem(self) -> Problem {
+    pub(super) fn into_problem(self) -> Problem {
         let status = self.status();
         let (kind, title, detail, invalid_params, sources) = match self {
             Error::InvalidParams(errors) => (

@@ -404,5 +404,68 @@ async fn a_stalled_caller_holds_a_bounded_amount_and_is_cut_off() {
         }
     }
     assert!(cut, "the stream ends with an error, not as if complete");
-    assert!(lines <= 2000, "{lines} lines of 6,000 written for a caller that stopped at 500");
+    assert!(
+        lines <= 2000,
+        "{lines} lines of 6,000 written for a caller that stopped at 500"
+    );
+}
+
+/// Hostile upstreams under an export: each lie is caught (the lying source is reported and
+/// the export incomplete) or, for a loose filter, made exact; never a user twice or one
+/// that does not match.
+#[tokio::test]
+async fn an_export_over_lying_upstreams_is_exact_or_says_which_source_failed() {
+    let all = expected_users(&spawn_app().await.sandbox);
+    let tis: Vec<Value> = all.iter().filter(|u| u["source"] == "tapintosafety").cloned().collect();
+    for fault in [DataFault::RepeatIds, DataFault::IgnorePage, DataFault::ShiftingTotal] {
+        let app = spawn_app().await;
+        app.sandbox.ti.control.set_fault(Fault::Data(fault.clone()));
+        let (users, meta) = export(&app, "").await;
+        assert_eq!(line_ids(&users), line_ids(&tis), "{fault:?}: TI refused, TIS whole");
+        assert_eq!(meta["complete"], false, "{fault:?}: {meta}");
+        assert_eq!(meta["sources"][0]["error"]["code"], "bad_response", "{fault:?}: {meta}");
+    }
+
+    // TI's role filter turns loose from page 2: the export is still exactly the admins.
+    let app = spawn_app().await;
+    app.sandbox
+        .ti
+        .control
+        .set_fault(Fault::Data(DataFault::LooseFilter { from_page: 2 }));
+    let want = reference(&all, crate::helpers::role_is("admin"), &[]);
+    let (users, meta) = export(&app, "?role=admin&fields=role").await;
+    assert_eq!(line_ids(&users), line_ids(&want));
+    assert!(users
+        .iter()
+        .all(|u| u["role"].as_str().unwrap().eq_ignore_ascii_case("admin")));
+    assert_eq!(
+        (meta["complete"].clone(), meta["total"].clone()),
+        (Value::Bool(true), want.len().into())
+    );
+}
+
+/// The cache expires between the chunks of an export (TTL 1 s on a paused clock, each chunk
+/// read more than a second after the one before): what the walk learned expires under it,
+/// and the export is still every user once, in order.
+#[tokio::test(start_paused = true)]
+async fn an_export_whose_pages_expire_mid_walk_is_still_every_user_once() {
+    let _clock = tick_paused_clock();
+    let (router, sandbox) = app_router(
+        large_tenant(),
+        &[
+            ("GATEWAY_CACHE_TTL_SECS", "1"),
+            ("GATEWAY_STALE_WHILE_REVALIDATE_SECS", "0"),
+        ],
+    )
+    .await;
+    let response = call(&router, "/users/export?fields=id", None).await;
+    let mut body = response.into_body().into_data_stream();
+    let mut text = Vec::new();
+    while let Some(frame) = body.next().await {
+        text.extend_from_slice(&frame.expect("no cut"));
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let (users, meta) = export_lines(std::str::from_utf8(&text).unwrap());
+    assert_eq!(line_ids(&users), line_ids(&expected_users(&sandbox)));
+    assert_eq!(meta["complete"], true, "{meta}");
 }
