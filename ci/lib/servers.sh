@@ -1,7 +1,8 @@
 # Sourced by ci/browser.sh and ci/typescript.sh: start users-gateway processes on loopback
 # ports the OS picks (port 0), wait until they serve, and stop them all on exit.
 #
-#   start_gateway NAME [VAR=value ...] [-- ARG ...]   sets $gateway_url (args default: --demo)
+#   start_gateway NAME [VAR=value ...] [-- [ARG ...]]   sets $gateway_url (without `--`: --demo;
+#                                                      `--` alone: no argument, configured by VARs)
 #   start_sandbox NAME [ARG ...]                      sets $sandbox_env (VAR=value words)
 #
 # Needs $BINARY. Logs go to $servers_dir/NAME.{out,err}, printed when something fails.
@@ -52,9 +53,12 @@ start_gateway() {
     local name=$1 envs=() args=() addr i
     shift
     while [[ $# -gt 0 && "$1" != "--" ]]; do envs+=("$1"); shift; done
-    [[ "${1:-}" == "--" ]] && shift
-    args=("$@")
-    [[ ${#args[@]} -eq 0 ]] && args=(--demo)
+    if [[ "${1:-}" == "--" ]]; then
+        shift
+        args=("$@")
+    else
+        args=(--demo)
+    fi
     env GATEWAY_LISTEN_ADDR=127.0.0.1:0 RUST_LOG=warn "${envs[@]}" "$BINARY" "${args[@]}" \
         >"$servers_dir/$name.out" 2>"$servers_dir/$name.err" &
     local pid=$!
@@ -62,7 +66,7 @@ start_gateway() {
     addr="$(wait_for_line "$name" "$pid" 's|^Swagger UI: http://\([^/]*\)/docs$|\1|p')" || return 1
     gateway_url="http://$addr"
     for i in $(seq 1 100); do
-        curl -fsS -o /dev/null "$gateway_url/healthz" 2>/dev/null && { echo "$name: users-gateway ${args[*]} on $gateway_url"; return 0; }
+        curl -fsS -o /dev/null "$gateway_url/healthz" 2>/dev/null && { echo "$name: users-gateway ${args[*]:-(configured by the environment)} on $gateway_url"; return 0; }
         sleep 0.1
     done
     echo "$name: $gateway_url/healthz did not answer within 10 s" >&2

@@ -18,7 +18,7 @@
 // key: Execute without authorizing shows 401 problem+json; after the Authorize dialog, 200.
 // A failing step saves a full-page screenshot SCREENSHOT_DIR/<step>.png and exits 1; success
 // saves SCREENSHOT_DIR/success.png (the final screen: the authorized 200), success-full.png
-// (the whole page) and one full-page screenshot per stage.
+// (the whole page) and the screen after each Execute (1-list-users, 2-get-user, 3-auth-401).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -132,6 +132,14 @@ async function snapshot(name) {
   await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
 }
 
+/** What a person looks at after Execute: from the curl line down to the answer, in a 1280x1400 window. */
+async function screenOf(name, op) {
+  await page.setViewportSize({ width: 1280, height: 1400 });
+  const curl = op.locator(".curl-command");
+  await ((await curl.count()) ? curl.first() : op.locator(".request-url")).evaluate((el) => el.scrollIntoView({ block: "start" }));
+  await page.screenshot({ path: join(screenshotDir, `${name}.png`) });
+}
+
 /** The operation block of Swagger UI for an operationId (id `operations-<tag>-<operationId>`). */
 function opblock(operationId) {
   return page.locator(`.opblock[id$="-${operationId}"]`);
@@ -234,7 +242,15 @@ const reference = await step("reference", async () => {
   const firstPage = matching
     .slice(0, listPerPage)
     .map((u) => (listFields.length ? Object.fromEntries(["id", ...listFields].map((f) => [f, u[f]])) : u));
-  console.log(`  ${all.length} ${listProvider} users, ${matching.length} with role ${listRole}; page 1 holds ${firstPage.length}`);
+  const shown = matching.slice(0, listPerPage);
+  const nulls = shown.filter((u) => u[listSort] == null).length;
+  const keys = shown.filter((u) => u[listSort] != null).map((u) => String(u[listSort]).toLowerCase());
+  const ties = keys.length - new Set(keys).size;
+  const nonAscii = keys.filter((k) => /[^\x00-\x7f]/.test(k)).length;
+  console.log(
+    `  ${all.length} ${listProvider} users, ${matching.length} with role ${listRole}; page 1 holds ${firstPage.length}` +
+      ` (${nulls} with ${listSort} null, ${ties} ties broken by id, ${nonAscii} non-ASCII ${listSort}s)`,
+  );
   return { total: matching.length, firstPage, byId: new Map(all.map((u) => [u.id, u])) };
 });
 
@@ -302,7 +318,7 @@ await step("list-users", async () => {
   check(sameJson(network, r.body), "the panel's body differs from the body the browser received");
   console.log(`  200: ${data.length} of ${meta.total} users, keys ${wantKeys.join(",")}, all ${listProvider} with role ${listRole}, sorted by ${listSort}, == the reference`);
   listed = data;
-  await snapshot("1-list-users");
+  await screenOf("1-list-users", op);
 });
 
 await step("get-user", async () => {
@@ -318,7 +334,7 @@ await step("get-user", async () => {
   check(sameJson(r.body, reference.byId.get(pick.id)), "GET /users/{id} shows another record than the list has for that id");
   for (const f of listFields) check(sameJson(r.body[f], pick[f]), `${f}: ${JSON.stringify(r.body[f])} here, ${JSON.stringify(pick[f])} in the list`);
   console.log(`  200: ${r.body.id} (${r.body.display_name}, ${r.body.email}, role ${r.body.role})`);
-  await snapshot("2-get-user");
+  await screenOf("2-get-user", op);
 });
 
 await step("auth-401", async () => {
@@ -334,7 +350,7 @@ await step("auth-401", async () => {
   const www = r.headers.find((h) => h.startsWith("www-authenticate:"));
   check(www?.includes("bearer"), `the 401 shows no WWW-Authenticate: Bearer (${www})`);
   console.log(`  401 ${ct}: ${r.body.title}: ${r.body.detail}`);
-  await snapshot("3-auth-401");
+  await screenOf("3-auth-401", op);
 });
 
 await step("authorize", async () => {
@@ -366,10 +382,7 @@ await step("success", async () => {
   // success-full.png: the whole page.
   await page.setViewportSize({ width: 1280, height: 1400 });
   // From the curl line (it shows the Authorization header sent) down to the 200 and its body.
-  const op = opblock("list_users");
-  const curl = op.locator(".curl-command");
-  await ((await curl.count()) ? curl.first() : op.locator(".request-url")).evaluate((el) => el.scrollIntoView({ block: "start" }));
-  await page.screenshot({ path: join(screenshotDir, "success.png") });
+  await screenOf("success", opblock("list_users"));
   await snapshot("success-full");
   if (consoleErrors.length) console.log(`  (browser console errors, not fatal:\n    ${consoleErrors.join("\n    ")})`);
   await context.close();

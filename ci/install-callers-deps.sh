@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The slow installs of the callers' CI steps (ci/browser.sh, ci/typescript.sh), meant to run
+# in the background while cargo builds, so those two scripts only start servers and test:
+#   - Debian's chromium (when `which chromium` fails): apt-get update + install, as root;
+#     Playwright's own browser download does not work on these machines;
+#   - `npm ci` in tests/browser and clients/typescript (the scripts then skip theirs: see
+#     ci/lib/npm.sh).
+# Needs no users-gateway binary. Prints how long each part took. Exits non-zero when an
+# install failed, so the caller can report it before running the scripts, e.g. in .ci/run:
+#
+#   bash ci/install-callers-deps.sh >"$deps_log" 2>&1 & deps_pid=$!
+#   ... cargo build / clippy / test / fuzz ...
+#   wait "$deps_pid" || { cat "$deps_log"; exit 1; }; cat "$deps_log"
+#   BINARY=target/debug/users-gateway bash ci/browser.sh
+#   BINARY=target/debug/users-gateway bash ci/typescript.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$SECONDS
+
+# The two npm installs do not depend on the browser: run them alongside apt.
+source ci/lib/npm.sh
+npm_log_dir="$(mktemp -d)"
+trap 'rm -rf "$npm_log_dir"' EXIT
+(npm_ci tests/browser >"$npm_log_dir/browser" 2>&1) & browser_pid=$!
+(npm_ci clients/typescript >"$npm_log_dir/typescript" 2>&1) & ts_pid=$!
+
+status=0
+if command -v chromium >/dev/null 2>&1; then
+    echo "chromium: already installed ($(chromium --version 2>/dev/null || echo "version unknown"))"
+else
+    t=$SECONDS
+    export DEBIAN_FRONTEND=noninteractive
+    if apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; then
+        echo "chromium: installed in $((SECONDS - t))s ($(chromium --version 2>/dev/null || echo "version unknown"))"
+    else
+        echo "chromium: apt-get install failed after $((SECONDS - t))s" >&2
+        status=1
+    fi
+fi
+
+for part in browser:$browser_pid typescript:$ts_pid; do
+    name=${part%%:*}
+    pid=${part#*:}
+    if ! wait "$pid"; then
+        echo "npm ci ($name) failed:" >&2
+        status=1
+    fi
+    cat "$npm_log_dir/$name"
+done
+echo "install-callers-deps: done in $((SECONDS - started))s (exit $status)"
+exit "$status"
