@@ -176,10 +176,16 @@ async function fillParam(op, name, value) {
  * network got: { status, body (parsed), text, url, network }.
  */
 async function execute(op, urlPart) {
-  const [network] = await Promise.all([
-    page.waitForResponse((r) => r.request().method() === "GET" && r.url().includes(urlPart), { timeout: TIMEOUT_MS }),
-    op.locator("button.btn.execute").click(),
-  ]);
+  // The answer, or Swagger UI refusing to send (its own validation of what was typed).
+  const answered = page.waitForResponse((r) => r.request().method() === "GET" && r.url().includes(urlPart), { timeout: TIMEOUT_MS });
+  const refused = op.locator(".validation-errors").waitFor({ timeout: TIMEOUT_MS }).then(async () => {
+    const text = (await op.locator(".validation-errors").innerText()).replace(/\s+/g, " ");
+    throw new StepError(`Swagger UI did not send the request: ${text}`);
+  });
+  answered.catch(() => {});
+  refused.catch(() => {});
+  await op.locator("button.btn.execute").click();
+  const network = await Promise.race([answered, refused]);
   const status = network.status();
   const statusCell = op.locator(".live-responses-table tbody .response-col_status");
   await statusCell.filter({ hasText: new RegExp(`^\\s*${status}\\b`) }).waitFor({ timeout: TIMEOUT_MS });
