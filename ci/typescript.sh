@@ -21,24 +21,37 @@ fi
 [[ -x "$BINARY" ]] || { echo "typescript: no executable at $BINARY" >&2; exit 1; }
 BINARY="$(cd "$(dirname "$BINARY")" && pwd)/$(basename "$BINARY")"
 
+# `section NAME`: prints how long the previous section took, then NAME.
+section_start=$SECONDS
+section_name=""
+section() {
+    [[ -n "$section_name" ]] && echo "   ($section_name: $((SECONDS - section_start))s)"
+    section_name=$1
+    section_start=$SECONDS
+    [[ -n "$1" ]] && echo "== $1"
+    return 0
+}
+
 source ci/lib/npm.sh
 source ci/lib/servers.sh
 trap stop_servers EXIT
 
 client=clients/typescript
+section "npm ci"
 npm_ci "$client"
 cd "$client"
 
-echo "== npm run check-types (src/schema.d.ts == what openapi/openapi.json generates)"
+section "npm run check-types (src/schema.d.ts == what openapi/openapi.json generates)"
 npm run --silent check-types
-echo "== tsc --noEmit (strict)"
+section "tsc --noEmit (strict)"
 npx --no-install tsc --noEmit
-echo "== npm run build"
+section "npm run build (incremental after the check)"
 npm run --silent build
-echo "== node --test (the export stream reader)"
+section "node --test (the export stream reader)"
 node --test --test-reporter=dot dist/test/
 cd - >/dev/null
 
+section "start gateways"
 start_gateway demo
 demo_url="$gateway_url"
 start_sandbox tis-500 --tis-fault 500
@@ -49,7 +62,7 @@ failed=0
 run_example() {
     local name=$1
     shift
-    echo "== example $name"
+    section "example $name"
     if ! (cd "$client" && env "$@" node "dist/examples/$name.js"); then
         failed=$((failed + 1))
     fi
@@ -59,6 +72,7 @@ run_example export GATEWAY_URL="$demo_url" EXPECT_TOTAL=1980
 run_example fields GATEWAY_URL="$demo_url"
 run_example partial GATEWAY_URL="$partial_url" EXPECT_FAILED_SOURCE=tapintosafety EXPECT_ERROR_CODE=unavailable
 
+section ""
 if ((failed > 0)); then
     server_logs
     echo "typescript: $failed example(s) FAILED after $((SECONDS - started))s" >&2
