@@ -175,6 +175,8 @@ export interface components {
         ExportEnd: {
             meta: components["schemas"]["ExportMeta"];
         };
+        /** @description One line of an export: a user, or the last line. */
+        ExportLine: components["schemas"]["User"] | components["schemas"]["ExportEnd"];
         ExportMeta: {
             /**
              * @description Every selected source answered to the end and every user it counted is in the
@@ -557,6 +559,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ok"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Health"];
                 };
             };
@@ -566,6 +573,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the path and query may be at most 8192 bytes",
+                     *       "status": 414,
+                     *       "title": "Request target too long",
+                     *       "type": "/problems/uri-too-long"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -575,6 +590,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "a request may carry at most 100 header fields",
+                     *       "status": 431,
+                     *       "title": "Request headers too large",
+                     *       "type": "/problems/headers-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -595,6 +618,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example # TYPE gateway_http_requests_total counter
+                     *     gateway_http_requests_total{route="/users",status="200"} 42
+                     *     # TYPE gateway_upstream_requests_total counter
+                     *     gateway_upstream_requests_total{source="thoughtindustries",outcome="ok"} 32
+                     */
                     "text/plain": string;
                 };
             };
@@ -604,6 +633,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the path and query may be at most 8192 bytes",
+                     *       "status": 414,
+                     *       "title": "Request target too long",
+                     *       "type": "/problems/uri-too-long"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -613,6 +650,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "a request may carry at most 100 header fields",
+                     *       "status": 431,
+                     *       "title": "Request headers too large",
+                     *       "type": "/problems/headers-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -633,6 +678,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "sources": [
+                     *         {
+                     *           "circuit": "closed",
+                     *           "provider": "thoughtindustries",
+                     *           "source": "thoughtindustries"
+                     *         },
+                     *         {
+                     *           "circuit": "closed",
+                     *           "provider": "tapintosafety",
+                     *           "source": "tapintosafety"
+                     *         }
+                     *       ],
+                     *       "status": "ready"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
@@ -642,6 +704,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the path and query may be at most 8192 bytes",
+                     *       "status": 414,
+                     *       "title": "Request target too long",
+                     *       "type": "/problems/uri-too-long"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -651,6 +721,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "a request may carry at most 100 header fields",
+                     *       "status": 431,
+                     *       "title": "Request headers too large",
+                     *       "type": "/problems/headers-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -710,26 +788,98 @@ export interface operations {
             /** @description A page of users */
             200: {
                 headers: {
-                    /** @description RFC 9211. `users-gateway; hit` when no upstream call was needed, else `users-gateway; fwd=miss`. `users-gateway; hit; ttl=-N` when cached pages up to N whole seconds past their freshness were served at once while they refresh in the background (stale-while-revalidate, GATEWAY_STALE_WHILE_REVALIDATE_SECS; `fwd=miss; ttl=-N` when other pages had to be fetched), and `users-gateway; fwd=stale` when a stale page stood in for a failed upstream (stale-if-error). Either way the sources served stale say `stale: true` with `age_secs` in `meta.sources` */
+                    /**
+                     * @description RFC 9211. `users-gateway; hit` when no upstream call was needed, else `users-gateway; fwd=miss`. `users-gateway; hit; ttl=-N` when cached pages up to N whole seconds past their freshness were served at once while they refresh in the background (stale-while-revalidate, GATEWAY_STALE_WHILE_REVALIDATE_SECS; `fwd=miss; ttl=-N` when other pages had to be fetched), and `users-gateway; fwd=stale` when a stale page stood in for a failed upstream (stale-if-error). Either way the sources served stale say `stale: true` with `age_secs` in `meta.sources`
+                     * @example users-gateway; hit
+                     */
                     "Cache-Status"?: string;
-                    /** @description Strong validator of the body */
+                    /**
+                     * @description Strong validator of the body
+                     * @example "5f3c0a9d41e2b7c8"
+                     */
                     ETag?: string;
-                    /** @description RFC 8288 first/prev/next/last links */
+                    /**
+                     * @description RFC 8288 first/prev/next/last links
+                     * @example </users?page=1&per_page=25>; rel="first", </users?page=1&per_page=25>; rel="prev", </users?page=3&per_page=25>; rel="next", </users?page=80&per_page=25>; rel="last"
+                     */
                     Link?: string;
-                    /** @description The caller's request id when well-formed, else a generated one */
+                    /**
+                     * @description The caller's request id when well-formed, else a generated one
+                     * @example 7d1f2c3e-5b6a-4c8d-9e0f-1a2b3c4d5e6f
+                     */
                     "X-Request-Id"?: string;
-                    /** @description Matching users across sources that answered */
+                    /**
+                     * @description Matching users across sources that answered
+                     * @example 1980
+                     */
                     "X-Total-Count"?: number;
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "active": true,
+                     *           "created_at": null,
+                     *           "display_name": "Łukasz Singh",
+                     *           "email": "lukaszsingh.729@site-works.example",
+                     *           "employee_id": "EMP-15103",
+                     *           "first_name": "Łukasz",
+                     *           "id": "tapintosafety:90139a58-7bfd-44e5-b232-5e3553804436",
+                     *           "last_active_at": null,
+                     *           "last_name": "Singh",
+                     *           "provider": "tapintosafety",
+                     *           "provider_id": "90139a58-7bfd-44e5-b232-5e3553804436",
+                     *           "role": "Learner",
+                     *           "source": "tapintosafety",
+                     *           "updated_at": null,
+                     *           "username": "sso|eb1402711004"
+                     *         }
+                     *       ],
+                     *       "links": {
+                     *         "first": "/users?page=1&per_page=1",
+                     *         "last": "/users?page=1980&per_page=1",
+                     *         "next": "/users?page=3&per_page=1",
+                     *         "prev": "/users?page=1&per_page=1",
+                     *         "self": "/users?page=2&per_page=1"
+                     *       },
+                     *       "meta": {
+                     *         "has_more": true,
+                     *         "page": 2,
+                     *         "partial": false,
+                     *         "per_page": 1,
+                     *         "sources": [
+                     *           {
+                     *             "circuit": "closed",
+                     *             "provider": "thoughtindustries",
+                     *             "source": "thoughtindustries",
+                     *             "status": "ok",
+                     *             "total": 1250
+                     *           },
+                     *           {
+                     *             "circuit": "closed",
+                     *             "provider": "tapintosafety",
+                     *             "source": "tapintosafety",
+                     *             "status": "ok",
+                     *             "total": 730
+                     *           }
+                     *         ],
+                     *         "total": 1980,
+                     *         "total_pages": 1980
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["UserList"];
                 };
             };
             /** @description Not modified: the `If-None-Match` tag matches */
             304: {
                 headers: {
-                    /** @description The current validator */
+                    /**
+                     * @description The current validator
+                     * @example "5f3c0a9d41e2b7c8"
+                     */
                     ETag?: string;
                     [name: string]: unknown;
                 };
@@ -741,6 +891,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "per_page: must be an integer from 1 to 100, got \"1000\"; fields: unknown field \"nickname\"; fields: id, source, provider, provider_id, email, username, first_name, last_name, display_name, role, employee_id, active, created_at, updated_at, last_active_at",
+                     *       "invalid_params": [
+                     *         {
+                     *           "name": "per_page",
+                     *           "reason": "must be an integer from 1 to 100, got \"1000\""
+                     *         },
+                     *         {
+                     *           "name": "fields",
+                     *           "reason": "unknown field \"nickname\"; fields: id, source, provider, provider_id, email, username, first_name, last_name, display_name, role, employee_id, active, created_at, updated_at, last_active_at"
+                     *         }
+                     *       ],
+                     *       "status": 400,
+                     *       "title": "Invalid query parameters",
+                     *       "type": "/problems/invalid-parameters"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -750,6 +918,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "send Authorization: Bearer <key> with a key configured in GATEWAY_API_KEYS",
+                     *       "status": 401,
+                     *       "title": "Missing or invalid API key",
+                     *       "type": "/problems/unauthorized"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -759,6 +935,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the path and query may be at most 8192 bytes",
+                     *       "status": 414,
+                     *       "title": "Request target too long",
+                     *       "type": "/problems/uri-too-long"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -768,6 +952,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "answering needs 1200 upstream pages of thoughtindustries, more than the limit of 1000 (GATEWAY_MAX_UPSTREAM_PAGES); narrow the query with a filter that source applies itself (GET /users/plan shows which)",
+                     *       "status": 422,
+                     *       "title": "Query reads too many upstream pages",
+                     *       "type": "/problems/too-many-upstream-pages"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -777,6 +969,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "a request may carry at most 100 header fields",
+                     *       "status": 431,
+                     *       "title": "Request headers too large",
+                     *       "type": "/problems/headers-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -786,17 +986,60 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "thoughtindustries: HTTP 503 after 2 retries; tapintosafety: connection refused",
+                     *       "sources": [
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "unavailable",
+                     *             "message": "HTTP 503 after 2 retries"
+                     *           },
+                     *           "provider": "thoughtindustries",
+                     *           "source": "thoughtindustries",
+                     *           "status": "error",
+                     *           "total": null
+                     *         },
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "unavailable",
+                     *             "message": "connection refused"
+                     *           },
+                     *           "provider": "tapintosafety",
+                     *           "source": "tapintosafety",
+                     *           "status": "error",
+                     *           "total": null
+                     *         }
+                     *       ],
+                     *       "status": 502,
+                     *       "title": "No upstream could answer",
+                     *       "type": "/problems/upstream-failure"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Load shed: more requests in flight than GATEWAY_MAX_CONCURRENT_REQUESTS; retry after `Retry-After` */
             503: {
                 headers: {
-                    /** @description Seconds to wait */
+                    /**
+                     * @description Seconds to wait
+                     * @example 1
+                     */
                     "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the gateway is at its concurrency limit; retry after a moment",
+                     *       "status": 503,
+                     *       "title": "Too many requests in flight",
+                     *       "type": "/problems/overloaded"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -806,6 +1049,38 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "thoughtindustries: no answer within 5000 ms; tapintosafety: no answer within 5000 ms",
+                     *       "sources": [
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "timeout",
+                     *             "message": "no answer within 5000 ms"
+                     *           },
+                     *           "provider": "thoughtindustries",
+                     *           "source": "thoughtindustries",
+                     *           "status": "error",
+                     *           "total": null
+                     *         },
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "timeout",
+                     *             "message": "no answer within 5000 ms"
+                     *           },
+                     *           "provider": "tapintosafety",
+                     *           "source": "tapintosafety",
+                     *           "status": "error",
+                     *           "total": null
+                     *         }
+                     *       ],
+                     *       "status": 504,
+                     *       "title": "No upstream answered in time",
+                     *       "type": "/problems/upstream-failure"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -858,19 +1133,51 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description NDJSON: one `User` a line, then the `ExportEnd` line */
+            /**
+             * @description NDJSON: one `User` a line, then the `ExportEnd` line, e.g.
+             *
+             *     ```
+             *     {"id":"tapintosafety:90139a58-7bfd-44e5-b232-5e3553804436","email":"lukaszsingh.729@site-works.example"}
+             *     {"meta":{"complete":true,"total":1,"sources":[{"source":"tapintosafety","provider":"tapintosafety","status":"ok","total":1,"circuit":"closed"}]}}
+             *     ```
+             *
+             *     The schema is that of one line.
+             */
             200: {
                 headers: {
-                    /** @description The caller's request id when well-formed, else a generated one */
+                    /**
+                     * @description The caller's request id when well-formed, else a generated one
+                     * @example 7d1f2c3e-5b6a-4c8d-9e0f-1a2b3c4d5e6f
+                     */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     /**
-                     * @example {"id":"tapintosafety:0f8fad5b-d9cb-469f-a165-70867728950e","email":"zoe.obrien@example.com"}
-                     *     {"meta":{"complete":true,"total":1,"sources":[{"source":"tapintosafety","provider":"tapintosafety","status":"ok","total":1,"circuit":"closed"}]}}
+                     * @example {
+                     *       "meta": {
+                     *         "complete": true,
+                     *         "sources": [
+                     *           {
+                     *             "circuit": "closed",
+                     *             "provider": "thoughtindustries",
+                     *             "source": "thoughtindustries",
+                     *             "status": "ok",
+                     *             "total": 1250
+                     *           },
+                     *           {
+                     *             "circuit": "closed",
+                     *             "provider": "tapintosafety",
+                     *             "source": "tapintosafety",
+                     *             "status": "ok",
+                     *             "total": 730
+                     *           }
+                     *         ],
+                     *         "total": 1980
+                     *       }
+                     *     }
                      */
-                    "application/x-ndjson": components["schemas"]["ExportEnd"];
+                    "application/x-ndjson": components["schemas"]["ExportLine"];
                 };
             };
             /** @description Invalid parameters, each named (`page` and `per_page` included: an export has no pages) */
@@ -879,6 +1186,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "per_page: must be an integer from 1 to 100, got \"1000\"; fields: unknown field \"nickname\"; fields: id, source, provider, provider_id, email, username, first_name, last_name, display_name, role, employee_id, active, created_at, updated_at, last_active_at",
+                     *       "invalid_params": [
+                     *         {
+                     *           "name": "per_page",
+                     *           "reason": "must be an integer from 1 to 100, got \"1000\""
+                     *         },
+                     *         {
+                     *           "name": "fields",
+                     *           "reason": "unknown field \"nickname\"; fields: id, source, provider, provider_id, email, username, first_name, last_name, display_name, role, employee_id, active, created_at, updated_at, last_active_at"
+                     *         }
+                     *       ],
+                     *       "status": 400,
+                     *       "title": "Invalid query parameters",
+                     *       "type": "/problems/invalid-parameters"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -888,6 +1213,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "send Authorization: Bearer <key> with a key configured in GATEWAY_API_KEYS",
+                     *       "status": 401,
+                     *       "title": "Missing or invalid API key",
+                     *       "type": "/problems/unauthorized"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -897,6 +1230,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the path and query may be at most 8192 bytes",
+                     *       "status": 414,
+                     *       "title": "Request target too long",
+                     *       "type": "/problems/uri-too-long"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -906,6 +1247,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "answering needs 1200 upstream pages of thoughtindustries, more than the limit of 1000 (GATEWAY_MAX_UPSTREAM_PAGES); narrow the query with a filter that source applies itself (GET /users/plan shows which)",
+                     *       "status": 422,
+                     *       "title": "Query reads too many upstream pages",
+                     *       "type": "/problems/too-many-upstream-pages"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -915,6 +1264,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "a request may carry at most 100 header fields",
+                     *       "status": 431,
+                     *       "title": "Request headers too large",
+                     *       "type": "/problems/headers-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -924,17 +1281,60 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "thoughtindustries: HTTP 503 after 2 retries; tapintosafety: connection refused",
+                     *       "sources": [
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "unavailable",
+                     *             "message": "HTTP 503 after 2 retries"
+                     *           },
+                     *           "provider": "thoughtindustries",
+                     *           "source": "thoughtindustries",
+                     *           "status": "error",
+                     *           "total": null
+                     *         },
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "unavailable",
+                     *             "message": "connection refused"
+                     *           },
+                     *           "provider": "tapintosafety",
+                     *           "source": "tapintosafety",
+                     *           "status": "error",
+                     *           "total": null
+                     *         }
+                     *       ],
+                     *       "status": 502,
+                     *       "title": "No upstream could answer",
+                     *       "type": "/problems/upstream-failure"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Load shed: more requests in flight than GATEWAY_MAX_CONCURRENT_REQUESTS (an export holds its slot while it streams); retry after `Retry-After` */
             503: {
                 headers: {
-                    /** @description Seconds to wait */
+                    /**
+                     * @description Seconds to wait
+                     * @example 1
+                     */
                     "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the gateway is at its concurrency limit; retry after a moment",
+                     *       "status": 503,
+                     *       "title": "Too many requests in flight",
+                     *       "type": "/problems/overloaded"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -944,6 +1344,38 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "thoughtindustries: no answer within 5000 ms; tapintosafety: no answer within 5000 ms",
+                     *       "sources": [
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "timeout",
+                     *             "message": "no answer within 5000 ms"
+                     *           },
+                     *           "provider": "thoughtindustries",
+                     *           "source": "thoughtindustries",
+                     *           "status": "error",
+                     *           "total": null
+                     *         },
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "timeout",
+                     *             "message": "no answer within 5000 ms"
+                     *           },
+                     *           "provider": "tapintosafety",
+                     *           "source": "tapintosafety",
+                     *           "status": "error",
+                     *           "total": null
+                     *         }
+                     *       ],
+                     *       "status": 504,
+                     *       "title": "No upstream answered in time",
+                     *       "type": "/problems/upstream-failure"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1006,6 +1438,54 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "filters": {
+                     *         "role": "admin"
+                     *       },
+                     *       "order": "merged and sorted by the gateway by email, then id; strings case-insensitively, nulls last",
+                     *       "page": 1,
+                     *       "per_page": 10,
+                     *       "sort": [
+                     *         "email"
+                     *       ],
+                     *       "sources": [
+                     *         {
+                     *           "action": "call",
+                     *           "assumptions": [],
+                     *           "facts": {
+                     *             "filter": "not_pushed",
+                     *             "learned_secs_ago": 12,
+                     *             "page_size": 50,
+                     *             "total": 730
+                     *           },
+                     *           "gateway_filters": [
+                     *             "role"
+                     *           ],
+                     *           "gateway_only_filters": [
+                     *             "role"
+                     *           ],
+                     *           "notes": [],
+                     *           "pages": {
+                     *             "cached": 0,
+                     *             "limit": 1000,
+                     *             "stale": 0,
+                     *             "to_read": "1-15",
+                     *             "to_read_count": 15,
+                     *             "upstream_pages": 15,
+                     *             "within_limit": true
+                     *           },
+                     *           "provider": "tapintosafety",
+                     *           "pushed_down": {},
+                     *           "read": "full",
+                     *           "reason": "sort: no provider can sort, so the gateway reads every matching user and sorts",
+                     *           "source": "tapintosafety",
+                     *           "upstream_request": "GET /api/v2/users?page={n}"
+                     *         }
+                     *       ],
+                     *       "upstream_calls": 15
+                     *     }
+                     */
                     "application/json": components["schemas"]["PlanJson"];
                 };
             };
@@ -1015,6 +1495,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "per_page: must be an integer from 1 to 100, got \"1000\"; fields: unknown field \"nickname\"; fields: id, source, provider, provider_id, email, username, first_name, last_name, display_name, role, employee_id, active, created_at, updated_at, last_active_at",
+                     *       "invalid_params": [
+                     *         {
+                     *           "name": "per_page",
+                     *           "reason": "must be an integer from 1 to 100, got \"1000\""
+                     *         },
+                     *         {
+                     *           "name": "fields",
+                     *           "reason": "unknown field \"nickname\"; fields: id, source, provider, provider_id, email, username, first_name, last_name, display_name, role, employee_id, active, created_at, updated_at, last_active_at"
+                     *         }
+                     *       ],
+                     *       "status": 400,
+                     *       "title": "Invalid query parameters",
+                     *       "type": "/problems/invalid-parameters"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1024,6 +1522,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "send Authorization: Bearer <key> with a key configured in GATEWAY_API_KEYS",
+                     *       "status": 401,
+                     *       "title": "Missing or invalid API key",
+                     *       "type": "/problems/unauthorized"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1033,6 +1539,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the path and query may be at most 8192 bytes",
+                     *       "status": 414,
+                     *       "title": "Request target too long",
+                     *       "type": "/problems/uri-too-long"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1042,17 +1556,36 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "a request may carry at most 100 header fields",
+                     *       "status": 431,
+                     *       "title": "Request headers too large",
+                     *       "type": "/problems/headers-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Load shed: more requests in flight than GATEWAY_MAX_CONCURRENT_REQUESTS; retry after `Retry-After` */
             503: {
                 headers: {
-                    /** @description Seconds to wait */
+                    /**
+                     * @description Seconds to wait
+                     * @example 1
+                     */
                     "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the gateway is at its concurrency limit; retry after a moment",
+                     *       "status": 503,
+                     *       "title": "Too many requests in flight",
+                     *       "type": "/problems/overloaded"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1084,22 +1617,53 @@ export interface operations {
             /** @description The user */
             200: {
                 headers: {
-                    /** @description As for `GET /users`: `users-gateway; hit`, `users-gateway; hit; ttl=-N` (served stale while it refreshes in the background), `users-gateway; fwd=stale` (a stale copy stood in for a failed upstream) or `users-gateway; fwd=miss` */
+                    /**
+                     * @description As for `GET /users`: `users-gateway; hit`, `users-gateway; hit; ttl=-N` (served stale while it refreshes in the background), `users-gateway; fwd=stale` (a stale copy stood in for a failed upstream) or `users-gateway; fwd=miss`
+                     * @example users-gateway; hit
+                     */
                     "Cache-Status"?: string;
-                    /** @description Strong validator of the body */
+                    /**
+                     * @description Strong validator of the body
+                     * @example "5f3c0a9d41e2b7c8"
+                     */
                     ETag?: string;
-                    /** @description The request id */
+                    /**
+                     * @description The request id
+                     * @example 7d1f2c3e-5b6a-4c8d-9e0f-1a2b3c4d5e6f
+                     */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "active": true,
+                     *       "created_at": null,
+                     *       "display_name": "Łukasz Singh",
+                     *       "email": "lukaszsingh.729@site-works.example",
+                     *       "employee_id": "EMP-15103",
+                     *       "first_name": "Łukasz",
+                     *       "id": "tapintosafety:90139a58-7bfd-44e5-b232-5e3553804436",
+                     *       "last_active_at": null,
+                     *       "last_name": "Singh",
+                     *       "provider": "tapintosafety",
+                     *       "provider_id": "90139a58-7bfd-44e5-b232-5e3553804436",
+                     *       "role": "Learner",
+                     *       "source": "tapintosafety",
+                     *       "updated_at": null,
+                     *       "username": "sso|eb1402711004"
+                     *     }
+                     */
                     "application/json": components["schemas"]["User"];
                 };
             };
             /** @description Not modified: the `If-None-Match` tag matches */
             304: {
                 headers: {
-                    /** @description The current validator */
+                    /**
+                     * @description The current validator
+                     * @example "5f3c0a9d41e2b7c8"
+                     */
                     ETag?: string;
                     [name: string]: unknown;
                 };
@@ -1111,6 +1675,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "per_page: must be an integer from 1 to 100, got \"1000\"; fields: unknown field \"nickname\"; fields: id, source, provider, provider_id, email, username, first_name, last_name, display_name, role, employee_id, active, created_at, updated_at, last_active_at",
+                     *       "invalid_params": [
+                     *         {
+                     *           "name": "per_page",
+                     *           "reason": "must be an integer from 1 to 100, got \"1000\""
+                     *         },
+                     *         {
+                     *           "name": "fields",
+                     *           "reason": "unknown field \"nickname\"; fields: id, source, provider, provider_id, email, username, first_name, last_name, display_name, role, employee_id, active, created_at, updated_at, last_active_at"
+                     *         }
+                     *       ],
+                     *       "status": 400,
+                     *       "title": "Invalid query parameters",
+                     *       "type": "/problems/invalid-parameters"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1120,6 +1702,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "send Authorization: Bearer <key> with a key configured in GATEWAY_API_KEYS",
+                     *       "status": 401,
+                     *       "title": "Missing or invalid API key",
+                     *       "type": "/problems/unauthorized"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1129,6 +1719,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "no user with that id",
+                     *       "status": 404,
+                     *       "title": "Not found",
+                     *       "type": "/problems/not-found"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1138,6 +1736,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the path and query may be at most 8192 bytes",
+                     *       "status": 414,
+                     *       "title": "Request target too long",
+                     *       "type": "/problems/uri-too-long"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1147,6 +1753,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "answering needs 1200 upstream pages of thoughtindustries, more than the limit of 1000 (GATEWAY_MAX_UPSTREAM_PAGES); narrow the query with a filter that source applies itself (GET /users/plan shows which)",
+                     *       "status": 422,
+                     *       "title": "Query reads too many upstream pages",
+                     *       "type": "/problems/too-many-upstream-pages"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1156,6 +1770,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "a request may carry at most 100 header fields",
+                     *       "status": 431,
+                     *       "title": "Request headers too large",
+                     *       "type": "/problems/headers-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1165,17 +1787,60 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "thoughtindustries: HTTP 503 after 2 retries; tapintosafety: connection refused",
+                     *       "sources": [
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "unavailable",
+                     *             "message": "HTTP 503 after 2 retries"
+                     *           },
+                     *           "provider": "thoughtindustries",
+                     *           "source": "thoughtindustries",
+                     *           "status": "error",
+                     *           "total": null
+                     *         },
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "unavailable",
+                     *             "message": "connection refused"
+                     *           },
+                     *           "provider": "tapintosafety",
+                     *           "source": "tapintosafety",
+                     *           "status": "error",
+                     *           "total": null
+                     *         }
+                     *       ],
+                     *       "status": 502,
+                     *       "title": "No upstream could answer",
+                     *       "type": "/problems/upstream-failure"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Load shed: more requests in flight than GATEWAY_MAX_CONCURRENT_REQUESTS; retry after `Retry-After` */
             503: {
                 headers: {
-                    /** @description Seconds to wait */
+                    /**
+                     * @description Seconds to wait
+                     * @example 1
+                     */
                     "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "the gateway is at its concurrency limit; retry after a moment",
+                     *       "status": 503,
+                     *       "title": "Too many requests in flight",
+                     *       "type": "/problems/overloaded"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1185,6 +1850,38 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "thoughtindustries: no answer within 5000 ms; tapintosafety: no answer within 5000 ms",
+                     *       "sources": [
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "timeout",
+                     *             "message": "no answer within 5000 ms"
+                     *           },
+                     *           "provider": "thoughtindustries",
+                     *           "source": "thoughtindustries",
+                     *           "status": "error",
+                     *           "total": null
+                     *         },
+                     *         {
+                     *           "circuit": "closed",
+                     *           "error": {
+                     *             "code": "timeout",
+                     *             "message": "no answer within 5000 ms"
+                     *           },
+                     *           "provider": "tapintosafety",
+                     *           "source": "tapintosafety",
+                     *           "status": "error",
+                     *           "total": null
+                     *         }
+                     *       ],
+                     *       "status": 504,
+                     *       "title": "No upstream answered in time",
+                     *       "type": "/problems/upstream-failure"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
