@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 FUZZ_SEED="${FUZZ_SEED:-20261123}"
-FUZZ_MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-2000}"
+FUZZ_MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-1500}"
 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-600}"
 MIN_CASES="${MIN_CASES:-5000}"
 # Phases: examples, coverage and fuzzing. The stateful phase is left out on purpose: the

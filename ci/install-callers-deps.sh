@@ -3,7 +3,7 @@
 # in the background while cargo builds, so those two scripts only start servers and test:
 #   - Debian's chromium (when `which chromium` fails): apt-get update + install, as root;
 #     Playwright's own browser download does not work on these machines;
-#   - `npm ci` in tests/browser and clients/typescript (the scripts then skip theirs: see
+#   - `npm ci` in tests/browser, clients/typescript and ci/openapi-lint (the scripts then skip theirs: see
 #     ci/lib/npm.sh).
 # Needs no users-gateway binary. Prints how long each part took. Exits non-zero when an
 # install failed, so the caller can report it before running the scripts, e.g. in .ci/run:
@@ -23,6 +23,7 @@ npm_log_dir="$(mktemp -d)"
 trap 'rm -rf "$npm_log_dir"' EXIT
 (npm_ci tests/browser >"$npm_log_dir/browser" 2>&1) & browser_pid=$!
 (npm_ci clients/typescript >"$npm_log_dir/typescript" 2>&1) & ts_pid=$!
+(npm_ci ci/openapi-lint >"$npm_log_dir/openapi-lint" 2>&1) & lint_pid=$!
 
 status=0
 if command -v chromium >/dev/null 2>&1; then
@@ -38,7 +39,7 @@ else
     fi
 fi
 
-for part in browser:$browser_pid typescript:$ts_pid; do
+for part in browser:$browser_pid typescript:$ts_pid openapi-lint:$lint_pid; do
     name=${part%%:*}
     pid=${part#*:}
     if ! wait "$pid"; then

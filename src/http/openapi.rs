@@ -117,6 +117,18 @@ impl Modify for Examples {
                         content.example = example;
                     }
                 }
+                if status == "401" {
+                    let challenge = utoipa::openapi::HeaderBuilder::new()
+                        .schema(Some(
+                            utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String),
+                        ))
+                        .description(Some("The Bearer challenge (RFC 6750)"))
+                        .build();
+                    response
+                        .headers
+                        .entry("WWW-Authenticate".to_owned())
+                        .or_insert(RefOr::T(challenge));
+                }
                 for (name, header) in response.headers.iter_mut() {
                     let RefOr::T(header) = header else { continue };
                     header.example = examples::header(name);

@@ -82,7 +82,7 @@ pub struct UserJson<'a> {
     pub last_active_at: Option<OffsetDateTime>,
     /// The upstream record as received, credential fields (`secretKey`, `password`, `token`…)
     /// set to `"***"`; only with `include=raw`.
-    #[schema(value_type = Object, required = false)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>, required = false)]
     pub raw: Option<&'a RawValue>,
     /// Which fields the JSON shows.
     #[serde(skip)]

@@ -419,7 +419,7 @@ async fn an_export_over_lying_upstreams_is_exact_or_says_which_source_failed() {
     let tis: Vec<Value> = all.iter().filter(|u| u["source"] == "tapintosafety").cloned().collect();
     for fault in [DataFault::RepeatIds, DataFault::IgnorePage, DataFault::ShiftingTotal] {
         let app = spawn_app().await;
-        app.sandbox.ti.control.set_fault(Fault::Data(fault.clone()));
+        app.sandbox.ti.control.set_fault(Fault::Data(fault));
         let (users, meta) = export(&app, "").await;
         assert_eq!(line_ids(&users), line_ids(&tis), "{fault:?}: TI refused, TIS whole");
         assert_eq!(meta["complete"], false, "{fault:?}: {meta}");

@@ -507,7 +507,9 @@ export interface components {
              * @description The upstream record as received, credential fields (`secretKey`, `password`, `token`…)
              *     set to `"***"`; only with `include=raw`.
              */
-            raw?: Record<string, never>;
+            raw?: {
+                [key: string]: unknown;
+            };
             /**
              * @description The upstream role key (TI `roleKey`, TIS `role`).
              * @example admin
@@ -915,6 +917,11 @@ export interface operations {
             /** @description Missing or wrong caller key (only when GATEWAY_API_KEYS is set) */
             401: {
                 headers: {
+                    /**
+                     * @description The Bearer challenge (RFC 6750)
+                     * @example Bearer realm="users-gateway"
+                     */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1210,6 +1217,11 @@ export interface operations {
             /** @description Missing or wrong caller key (only when GATEWAY_API_KEYS is set) */
             401: {
                 headers: {
+                    /**
+                     * @description The Bearer challenge (RFC 6750)
+                     * @example Bearer realm="users-gateway"
+                     */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1519,6 +1531,11 @@ export interface operations {
             /** @description Missing or wrong caller key (only when GATEWAY_API_KEYS is set) */
             401: {
                 headers: {
+                    /**
+                     * @description The Bearer challenge (RFC 6750)
+                     * @example Bearer realm="users-gateway"
+                     */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1699,6 +1716,11 @@ export interface operations {
             /** @description Missing or wrong caller key (only when GATEWAY_API_KEYS is set) */
             401: {
                 headers: {
+                    /**
+                     * @description The Bearer challenge (RFC 6750)
+                     * @example Bearer realm="users-gateway"
+                     */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
