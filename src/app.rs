@@ -88,6 +88,8 @@ impl App {
             api_keys: config.api_keys.clone(),
             request_deadline: config.request_deadline,
             in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests)),
+            exports: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_exports)),
+            export_limit: config.max_concurrent_exports,
             pushdown: PushdownOptions {
                 ti_role_pushdown: config.ti_role_pushdown,
             },

@@ -50,6 +50,9 @@ pub struct Config {
     pub breaker_cool_down: Duration,
     /// Requests served at once; past it, callers get a 503 problem at once.
     pub max_concurrent_requests: usize,
+    /// Exports streaming at once (each also holds one of `max_concurrent_requests`); past it,
+    /// a 503 problem at once. Bounds what exports buffer in all.
+    pub max_concurrent_exports: usize,
     /// After SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_drain: Duration,
     /// A connection that has not sent a complete request head within this is closed (SPEC §6).
@@ -126,6 +129,7 @@ struct FileConfig {
     breaker_failures: Option<u64>,
     breaker_cool_down_secs: Option<u64>,
     max_concurrent_requests: Option<u64>,
+    max_concurrent_exports: Option<u64>,
     shutdown_drain_secs: Option<u64>,
     header_read_timeout_ms: Option<u64>,
     #[serde(default)]
@@ -385,6 +389,12 @@ impl Config {
             512,
             CONCURRENT_REQUESTS,
         )? as usize;
+        let max_concurrent_exports = number(
+            "GATEWAY_MAX_CONCURRENT_EXPORTS",
+            file.max_concurrent_exports,
+            16,
+            CONCURRENT_REQUESTS,
+        )? as usize;
         let shutdown_drain = Duration::from_secs(number(
             "GATEWAY_SHUTDOWN_DRAIN_SECS",
             file.shutdown_drain_secs,
@@ -458,6 +468,7 @@ impl Config {
             breaker_failures,
             breaker_cool_down,
             max_concurrent_requests,
+            max_concurrent_exports,
             shutdown_drain,
             header_read_timeout,
         })
@@ -597,6 +608,7 @@ impl fmt::Display for Config {
             self.stale_while_revalidate.as_secs()
         )?;
         writeln!(f, "max_concurrent_requests = {}", self.max_concurrent_requests)?;
+        writeln!(f, "max_concurrent_exports = {}", self.max_concurrent_exports)?;
         writeln!(f, "shutdown_drain_secs = {}", self.shutdown_drain.as_secs())?;
         writeln!(f, "header_read_timeout_ms = {}", self.header_read_timeout.as_millis())?;
         writeln!(
@@ -906,6 +918,9 @@ mod tests {
             }),
             ("GATEWAY_MAX_CONCURRENT_REQUESTS", CONCURRENT_REQUESTS, |c| {
                 c.max_concurrent_requests as u128
+            }),
+            ("GATEWAY_MAX_CONCURRENT_EXPORTS", CONCURRENT_REQUESTS, |c| {
+                c.max_concurrent_exports as u128
             }),
             ("GATEWAY_SHUTDOWN_DRAIN_SECS", HOUR_SECS, |c| {
                 c.shutdown_drain.as_secs().into()

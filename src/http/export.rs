@@ -1,8 +1,10 @@
 //! `GET /users/export` (SPEC §12): NDJSON of every matching user, then one `meta` line.
 //!
 //! The first chunk is read before the status line, so a query no source can answer is a
-//! problem as on `/users`; the rest is written by a task through a channel of
-//! [`BUFFERED_CHUNKS`], so a slow caller slows the walk instead of growing a buffer.
+//! problem as on `/users`; the rest is written by a task, [`LINES_PER_FRAME`] users a frame,
+//! through a channel of [`BUFFERED_FRAMES`], so a slow caller slows the walk instead of
+//! growing a buffer. At most `GATEWAY_MAX_CONCURRENT_EXPORTS` stream at once, which bounds
+//! what all exports hold together.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,8 +33,11 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/users/export", get(export_users))
 }
 
-/// Chunks written ahead of the caller: with the one being built, all an export holds.
-const BUFFERED_CHUNKS: usize = 2;
+/// Users serialized into one body frame.
+const LINES_PER_FRAME: usize = 100;
+/// Frames written ahead of the caller: with the walk's current chunk (references into
+/// cached pages), all an export holds.
+const BUFFERED_FRAMES: usize = 2;
 /// A caller that reads nothing for this long is given up on: the stream is cut (no `meta`
 /// line), and its slot and upstream work end.
 pub const STALL_LIMIT: Duration = Duration::from_secs(30);
@@ -72,8 +77,9 @@ pub struct ExportMeta {
 /// "sources"}}` (the `ExportEnd` schema). A stream without that last line was cut. A source
 /// that fails mid-way makes `complete` false and is reported in `meta.sources`; the other
 /// sources' users are still streamed. Memory stays flat: the gateway reads a chunk of 500
-/// users at a time and writes at most two chunks ahead of the caller; a caller that reads
-/// nothing for 30 s is cut off. `Cache-Control: no-cache` refreshes the pages of the first
+/// users at a time and writes at most two frames of 100 users ahead of the caller; a caller
+/// that reads nothing for 30 s is cut off. At most `GATEWAY_MAX_CONCURRENT_EXPORTS` (default
+/// 16) stream at once. `Cache-Control: no-cache` refreshes the pages of the first
 /// chunk; later ones are at most the cache TTL old.
 #[utoipa::path(
     get,
@@ -89,7 +95,7 @@ pub struct ExportMeta {
         (status = 401, description = "Missing or wrong caller key (only when GATEWAY_API_KEYS is set)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The export would read more upstream pages of one source than GATEWAY_MAX_UPSTREAM_PAGES", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "No selected source answered", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Load shed: more requests in flight than GATEWAY_MAX_CONCURRENT_REQUESTS (an export holds its slot while it streams); retry after `Retry-After`", body = Problem, content_type = "application/problem+json",
+        (status = 503, description = "Load shed: more requests in flight than GATEWAY_MAX_CONCURRENT_REQUESTS (an export holds its slot while it streams), or more exports streaming than GATEWAY_MAX_CONCURRENT_EXPORTS; retry after `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 504, description = "Every selected source timed out", body = Problem, content_type = "application/problem+json"),
     ),
@@ -103,6 +109,9 @@ pub async fn export_users(
 ) -> Result<Response, Error> {
     let query =
         parse::export_query(raw_query.as_deref().unwrap_or(""), &state.source_refs).map_err(Error::InvalidParams)?;
+    let Ok(slot) = state.exports.clone().try_acquire_owned() else {
+        return Err(Error::ExportsBusy(state.max_concurrent_exports()));
+    };
     let shape = Shape {
         fields: query.fields,
         include_raw: query.include_raw,
@@ -127,17 +136,14 @@ pub async fn export_users(
         }
     }
 
-    let (sender, receiver) = mpsc::channel(BUFFERED_CHUNKS);
+    let (sender, receiver) = mpsc::channel(BUFFERED_FRAMES);
     let ended = Arc::new(AtomicBool::new(false));
-    tokio::spawn(stream_rest(
-        state,
-        request_id.0,
-        walk,
-        first,
-        shape,
+    let stream = Stream {
         sender,
-        ended.clone(),
-    ));
+        ended: ended.clone(),
+        _slot: slot,
+    };
+    tokio::spawn(stream_rest(state, request_id.0, walk, first, shape, stream));
     let body = futures_util::stream::unfold(Some((receiver, ended)), |state| async move {
         let (mut receiver, ended) = state?;
         match receiver.recv().await {
@@ -166,6 +172,15 @@ fn plan_of(state: &AppState, query: &ListQuery) -> Plan {
     plan::plan(query, &state.source_refs, &state.adapters, &state.pushdown)
 }
 
+/// The writing end of one export.
+struct Stream {
+    sender: mpsc::Sender<Bytes>,
+    /// Set once the `meta` line is sent: the body then ends cleanly, else with an error.
+    ended: Arc<AtomicBool>,
+    /// The export's `GATEWAY_MAX_CONCURRENT_EXPORTS` slot, given back when the task ends.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// Writes the chunks, then the `meta` line; stops when the caller is gone or stalls.
 async fn stream_rest(
     state: AppState,
@@ -173,12 +188,13 @@ async fn stream_rest(
     mut walk: ExportWalk,
     mut chunk: Option<Vec<UserRef>>,
     shape: Shape,
-    sender: mpsc::Sender<Bytes>,
-    ended: Arc<AtomicBool>,
+    stream: Stream,
 ) {
     while let Some(users) = chunk.take() {
-        if !send(&sender, lines(&users, shape)).await {
-            return;
+        for frame in users.chunks(LINES_PER_FRAME) {
+            if !send(&stream.sender, lines(frame, shape)).await {
+                return;
+            }
         }
         drop(users);
         let ctx = CallContext::new(&request_id, false, state.deadline());
@@ -189,8 +205,8 @@ async fn stream_rest(
             .unwrap_or(None);
     }
     // The receiver sees the end of the channel only once `sender` drops, after this.
-    if send(&sender, end_line(&state, &walk.summary())).await {
-        ended.store(true, Ordering::Release);
+    if send(&stream.sender, end_line(&state, &walk.summary())).await {
+        stream.ended.store(true, Ordering::Release);
     }
 }
 

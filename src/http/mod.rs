@@ -58,11 +58,19 @@ pub struct Shared {
     pub request_deadline: std::time::Duration,
     /// One slot per `/users*` request in flight (`GATEWAY_MAX_CONCURRENT_REQUESTS`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// One slot per export streaming (`GATEWAY_MAX_CONCURRENT_EXPORTS`), held by its task.
+    pub exports: Arc<tokio::sync::Semaphore>,
+    pub export_limit: usize,
 }
 
 impl AppState {
     pub fn new(shared: Shared) -> AppState {
         AppState(Arc::new(shared))
+    }
+
+    /// `GATEWAY_MAX_CONCURRENT_EXPORTS`, for the 503 that names it.
+    pub fn max_concurrent_exports(&self) -> usize {
+        self.export_limit
     }
 
     /// When a request starting now must be done with its upstreams.

@@ -25,6 +25,8 @@ pub enum Error {
     UpstreamsFailed(Vec<SourceStatusJson>),
     /// 503: more requests in flight than `GATEWAY_MAX_CONCURRENT_REQUESTS`.
     Overloaded,
+    /// 503: this many exports stream already (`GATEWAY_MAX_CONCURRENT_EXPORTS`).
+    ExportsBusy(usize),
     /// 414: the request target is longer than this many bytes.
     UriTooLong(usize),
     /// 431: the headers add up to more than this many bytes.
@@ -85,7 +87,7 @@ impl Error {
                 }
             }
             Error::TooManyPages(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Overloaded | Error::ExportsBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             Error::HeadersTooLarge(_) | Error::TooManyHeaders(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
@@ -151,6 +153,15 @@ impl Error {
                 None,
                 None,
             ),
+            Error::ExportsBusy(limit) => (
+                "overloaded",
+                "Too many exports streaming",
+                format!(
+                    "at most {limit} exports stream at once (GATEWAY_MAX_CONCURRENT_EXPORTS); retry after a moment"
+                ),
+                None,
+                None,
+            ),
             Error::UriTooLong(limit) => (
                 "uri-too-long",
                 "Request target too long",
@@ -195,7 +206,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         let unauthorized = matches!(self, Error::Unauthorized);
-        let overloaded = matches!(self, Error::Overloaded);
+        let overloaded = matches!(self, Error::Overloaded | Error::ExportsBusy(_));
         let body = serde_json::to_vec(&self.into_problem()).unwrap_or_default();
         let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
         if overloaded {

@@ -343,6 +343,47 @@ async fn an_export_needs_a_key_and_holds_its_slot_while_it_streams() {
     assert_eq!(served.status(), StatusCode::OK, "the slot is given back with the body");
 }
 
+/// At most GATEWAY_MAX_CONCURRENT_EXPORTS stream at once: one more is a 503 problem that
+/// names the limit, while `/users` is still served; the slot comes back when the export's
+/// caller goes away.
+#[tokio::test]
+async fn exports_past_their_own_limit_are_shed_and_the_slot_comes_back() {
+    let (router, sandbox) = app_router(SandboxOptions::default(), &[("GATEWAY_MAX_CONCURRENT_EXPORTS", "1")]).await;
+    let streaming = call(&router, "/users/export", None).await;
+    assert_eq!(streaming.status(), StatusCode::OK);
+    let shed = call(&router, "/users/export?fields=email", None).await;
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let body = axum::body::to_bytes(shed.into_body(), 1 << 16).await.unwrap();
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("GATEWAY_MAX_CONCURRENT_EXPORTS"),
+        "{problem}"
+    );
+    assert_eq!(call(&router, "/users?per_page=1", None).await.status(), StatusCode::OK);
+    let pages_before = sandbox.ti.control.requests().len();
+    drop(streaming);
+    // The export's task sees its caller gone at its next write and gives the slot back.
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..10_000 {
+        let again = call(&router, "/users/export?provider=tapintosafety", None).await;
+        status = again.status();
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(status, StatusCode::OK, "the slot came back");
+    assert_eq!(
+        sandbox.ti.control.requests().len(),
+        pages_before,
+        "the abandoned export read no further"
+    );
+}
+
 /// A tenant of 6,000 users (60 pages of 100) against a cache bound of 1 MiB that holds a
 /// fraction of them.
 fn large_tenant() -> SandboxOptions {
@@ -371,8 +412,8 @@ async fn an_export_larger_than_the_cache_reads_each_upstream_page_once() {
     assert!((1..=3).contains(&tis.len()), "{tis:?}");
 }
 
-/// A caller that reads one chunk and then nothing: the walk stops at the channel's few
-/// chunks (no upstream page read for users nobody takes), and after the stall limit the
+/// A caller that reads one frame and then nothing: the walk stops at the channel's two
+/// frames (no upstream page read for users nobody takes), and after the stall limit the
 /// stream is cut with an error, never ended as if complete.
 #[tokio::test(start_paused = true)]
 async fn a_stalled_caller_holds_a_bounded_amount_and_is_cut_off() {
@@ -382,14 +423,15 @@ async fn a_stalled_caller_holds_a_bounded_amount_and_is_cut_off() {
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body().into_data_stream();
     let first = body.next().await.unwrap().unwrap();
-    assert_eq!(first.iter().filter(|&&b| b == b'\n').count(), 500, "one chunk a frame");
+    assert_eq!(first.iter().filter(|&&b| b == b'\n').count(), 100, "100 users a frame");
 
     tokio::time::sleep(users_gateway::http::export::STALL_LIMIT + Duration::from_secs(1)).await;
-    // Chunks: the one read, two in the channel, one waiting to be sent: 20 pages of 100.
+    // The first chunk of 500 (5 pages), its frames: one read, two in the channel, one
+    // waiting to be sent. Nothing more is read.
     let read = sandbox.ti.control.requests().len();
-    assert!(read <= 21, "{read} TI pages read for a caller that took 500 users");
+    assert!(read <= 5, "{read} TI pages read for a caller that took 100 users");
 
-    let mut lines = 500;
+    let mut lines = 100;
     let mut cut = false;
     while let Some(frame) = body.next().await {
         match frame {

@@ -100,8 +100,9 @@ export interface paths {
          *     "sources"}}` (the `ExportEnd` schema). A stream without that last line was cut. A source
          *     that fails mid-way makes `complete` false and is reported in `meta.sources`; the other
          *     sources' users are still streamed. Memory stays flat: the gateway reads a chunk of 500
-         *     users at a time and writes at most two chunks ahead of the caller; a caller that reads
-         *     nothing for 30 s is cut off. `Cache-Control: no-cache` refreshes the pages of the first
+         *     users at a time and writes at most two frames of 100 users ahead of the caller; a caller
+         *     that reads nothing for 30 s is cut off. At most `GATEWAY_MAX_CONCURRENT_EXPORTS` (default
+         *     16) stream at once. `Cache-Control: no-cache` refreshes the pages of the first
          *     chunk; later ones are at most the cache TTL old.
          */
         get: operations["export_users"];
@@ -1328,7 +1329,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Load shed: more requests in flight than GATEWAY_MAX_CONCURRENT_REQUESTS (an export holds its slot while it streams); retry after `Retry-After` */
+            /** @description Load shed: more requests in flight than GATEWAY_MAX_CONCURRENT_REQUESTS (an export holds its slot while it streams), or more exports streaming than GATEWAY_MAX_CONCURRENT_EXPORTS; retry after `Retry-After` */
             503: {
                 headers: {
                     /**
