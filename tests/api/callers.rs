@@ -399,7 +399,13 @@ const SMALL_CACHE: (&str, &str) = ("GATEWAY_CACHE_MAX_BYTES", "1048576");
 
 #[tokio::test]
 async fn an_export_larger_than_the_cache_reads_each_upstream_page_once() {
-    let app = spawn_with(large_tenant(), &[SMALL_CACHE]).await;
+    // Generous timeouts: on a loaded machine a retried page would count twice.
+    let env = [
+        SMALL_CACHE,
+        ("GATEWAY_UPSTREAM_TIMEOUT_MS", "60000"),
+        ("GATEWAY_REQUEST_DEADLINE_MS", "120000"),
+    ];
+    let app = spawn_with(large_tenant(), &env).await;
     let (users, meta) = export(&app, "").await;
     assert_eq!(line_ids(&users), line_ids(&expected_users(&app.sandbox)));
     assert_eq!(
