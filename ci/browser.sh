@@ -15,12 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 
-if [[ -z "${BINARY:-}" ]]; then
-    cargo build --locked --quiet
-    BINARY="${CARGO_TARGET_DIR:-target}/debug/users-gateway"
-fi
-[[ -x "$BINARY" ]] || { echo "browser: no executable at $BINARY" >&2; exit 1; }
-BINARY="$(cd "$(dirname "$BINARY")" && pwd)/$(basename "$BINARY")"
 export CHROMIUM="${CHROMIUM:-$(command -v chromium || true)}"
 [[ -n "$CHROMIUM" ]] || { echo "browser: chromium is not installed (run ci/install-callers-deps.sh)" >&2; exit 1; }
 export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$PWD/target/browser}"
@@ -29,6 +23,7 @@ rm -f "$SCREENSHOT_DIR"/*.png
 
 source ci/lib/npm.sh
 source ci/lib/servers.sh
+resolve_binary browser
 trap stop_servers EXIT
 
 # The dependencies (skipped when ci/install-callers-deps.sh installed this lockfile already).

@@ -14,12 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 
-if [[ -z "${BINARY:-}" ]]; then
-    cargo build --locked --quiet
-    BINARY="${CARGO_TARGET_DIR:-target}/debug/users-gateway"
-fi
-[[ -x "$BINARY" ]] || { echo "typescript: no executable at $BINARY" >&2; exit 1; }
-BINARY="$(cd "$(dirname "$BINARY")" && pwd)/$(basename "$BINARY")"
 
 # `section NAME`: prints how long the previous section took, then NAME.
 section_start=$SECONDS
@@ -34,6 +28,7 @@ section() {
 
 source ci/lib/npm.sh
 source ci/lib/servers.sh
+resolve_binary typescript
 trap stop_servers EXIT
 
 client=clients/typescript

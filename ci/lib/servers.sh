@@ -5,7 +5,18 @@
 #                                                      `--` alone: no argument, configured by VARs)
 #   start_sandbox NAME [ARG ...]                      sets $sandbox_env (VAR=value words)
 #
+#   resolve_binary NAME                               $BINARY made absolute (built when unset)
+#
 # Needs $BINARY. Logs go to $servers_dir/NAME.{out,err}, printed when something fails.
+
+resolve_binary() {
+    if [[ -z "${BINARY:-}" ]]; then
+        cargo build --locked --quiet
+        BINARY="${CARGO_TARGET_DIR:-target}/debug/users-gateway"
+    fi
+    [[ -x "$BINARY" ]] || { echo "$1: no executable at $BINARY" >&2; exit 1; }
+    BINARY="$(cd "$(dirname "$BINARY")" && pwd)/$(basename "$BINARY")"
+}
 
 servers_dir="$(mktemp -d)"
 server_pids=()
