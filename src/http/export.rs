@@ -25,8 +25,7 @@ use super::users::{record_of, unpack_records, wants_refresh, SourceStatusJson, U
 use super::AppState;
 use crate::execute::{CallContext, ExportSummary, ExportWalk, SourceStatus, UserRef};
 use crate::query::fields::FieldSet;
-use crate::query::parse::{self, ListQuery};
-use crate::query::plan::{self, Plan};
+use crate::query::parse;
 use crate::telemetry::RequestId;
 
 pub fn router() -> Router<AppState> {
@@ -110,7 +109,7 @@ pub async fn export_users(
     let query =
         parse::export_query(raw_query.as_deref().unwrap_or(""), &state.source_refs).map_err(Error::InvalidParams)?;
     let Ok(slot) = state.exports.clone().try_acquire_owned() else {
-        return Err(Error::ExportsBusy(state.max_concurrent_exports()));
+        return Err(Error::ExportsBusy(state.export_limit));
     };
     let shape = Shape {
         fields: query.fields,
@@ -119,7 +118,7 @@ pub async fn export_users(
     let mut walk = ExportWalk::new(query, state.source_refs.len());
     let ctx = CallContext::new(&request_id.0, wants_refresh(&headers), state.deadline());
     let first = walk
-        .next(&state.executor, |query| plan_of(&state, query), &ctx)
+        .next(&state.executor, |query| state.plan(query), &ctx)
         .await
         .map_err(|refused| state.too_many_pages(&refused))?;
     if first.is_none() {
@@ -155,6 +154,7 @@ pub async fn export_users(
         }
     });
     let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
+    response.extensions_mut().insert(super::BodyOutlivesHandler);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
@@ -166,10 +166,6 @@ pub async fn export_users(
 struct Shape {
     fields: FieldSet,
     include_raw: bool,
-}
-
-fn plan_of(state: &AppState, query: &ListQuery) -> Plan {
-    plan::plan(query, &state.source_refs, &state.adapters, &state.pushdown)
 }
 
 /// The writing end of one export.
@@ -200,7 +196,7 @@ async fn stream_rest(
         let ctx = CallContext::new(&request_id, false, state.deadline());
         // A refusal after the first chunk ends the walk; the summary says incomplete.
         chunk = walk
-            .next(&state.executor, |query| plan_of(&state, query), &ctx)
+            .next(&state.executor, |query| state.plan(query), &ctx)
             .await
             .unwrap_or(None);
     }

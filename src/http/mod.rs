@@ -60,6 +60,7 @@ pub struct Shared {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// One slot per export streaming (`GATEWAY_MAX_CONCURRENT_EXPORTS`), held by its task.
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// `GATEWAY_MAX_CONCURRENT_EXPORTS`, for the 503 that names it.
     pub export_limit: usize,
 }
 
@@ -68,9 +69,9 @@ impl AppState {
         AppState(Arc::new(shared))
     }
 
-    /// `GATEWAY_MAX_CONCURRENT_EXPORTS`, for the 503 that names it.
-    pub fn max_concurrent_exports(&self) -> usize {
-        self.export_limit
+    /// The plan for `query` over the configured sources (SPEC §3).
+    pub fn plan(&self, query: &crate::query::parse::ListQuery) -> crate::query::plan::Plan {
+        crate::query::plan::plan(query, &self.source_refs, &self.adapters, &self.pushdown)
     }
 
     /// When a request starting now must be done with its upstreams.
@@ -224,12 +225,11 @@ async fn guard_api(State(state): State<AppState>, request: Request, next: Next) 
     let Ok(slot) = state.in_flight.clone().try_acquire_owned() else {
         return problem::Error::Overloaded.into_response();
     };
-    // An export streams long after its handler returns: its body holds the slot.
-    let streams = request.uri().path() == "/users/export";
     let response = next.run(request).await;
-    if !streams {
+    if response.extensions().get::<BodyOutlivesHandler>().is_none() {
         return response;
     }
+    // The work goes on while the body streams (an export): the body holds the slot.
     response.map(|body| {
         use futures_util::StreamExt;
         axum::body::Body::from_stream(body.into_data_stream().map(move |frame| {
@@ -238,6 +238,11 @@ async fn guard_api(State(state): State<AppState>, request: Request, next: Next) 
         }))
     })
 }
+
+/// Set on a response whose body does the request's work after the handler returned, so
+/// `guard_api` keeps its slot until the body ends.
+#[derive(Clone, Copy)]
+pub(crate) struct BodyOutlivesHandler;
 
 fn presents_a_key(keys: &[SecretString], request: &Request) -> bool {
     let presented = request

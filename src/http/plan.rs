@@ -17,7 +17,7 @@ use super::users::{ListParams, ProviderJson};
 use super::AppState;
 use crate::execute::{FactsView, FilterFacts, SourcePages};
 use crate::query::parse;
-use crate::query::plan::{self, Action};
+use crate::query::plan::Action;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/users/plan", get(explain_plan))
@@ -225,7 +225,7 @@ pub async fn explain_plan(
 ) -> Result<Json<PlanJson>, Error> {
     let query =
         parse::list_query(raw_query.as_deref().unwrap_or(""), &state.source_refs).map_err(Error::InvalidParams)?;
-    let plan = plan::plan(&query, &state.source_refs, &state.adapters, &state.pushdown);
+    let plan = state.plan(&query);
     let explained: Vec<SourcePages> = state.executor.explain(&query, &plan).await;
     let limit = state.executor.max_pages();
     let given = query.filters.given();

@@ -25,7 +25,6 @@ use crate::providers::breaker::CircuitState;
 use crate::providers::SourceErrorCode;
 use crate::query::fields::{Field, FieldSet};
 use crate::query::parse;
-use crate::query::plan;
 use crate::raw_records::UnpackedPages;
 use crate::telemetry::RequestId;
 
@@ -521,7 +520,7 @@ pub async fn list_users(State(state): State<AppState>, request: Request) -> Resu
     }
 
     let query = parse::list_query(query_text, &state.source_refs).map_err(Error::InvalidParams)?;
-    let plan = plan::plan(&query, &state.source_refs, &state.adapters, &state.pushdown);
+    let plan = state.plan(&query);
     let request_id = request_id(&request);
     let ctx = CallContext::new(&request_id, refresh, state.deadline());
     let result = state
