@@ -8,6 +8,9 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::cache::{FactsStore, PageCache, ResponseCache, ViewCache};
+use crate::cluster::budget::Budget;
+use crate::cluster::pages::SharedPages;
+use crate::cluster::Redis;
 use crate::config::Config;
 use crate::execute::Executor;
 use crate::http::serve::ServeOptions;
@@ -26,6 +29,8 @@ pub struct App {
 pub enum BuildError {
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error("{0}")]
+    Redis(String),
 }
 
 impl App {
@@ -41,11 +46,20 @@ impl App {
             breaker_cool_down: config.breaker_cool_down,
         };
         let http = build_http_client(limits)?;
+        let redis = match &config.redis {
+            Some(redis) => Some(Redis::connect(&redis.url, &redis.prefix, redis.timeout).map_err(BuildError::Redis)?),
+            None => None,
+        };
 
         let clients: Vec<SourceClient> = config
             .sources
             .iter()
-            .map(|source| SourceClient::new(source, http.clone(), limits))
+            .map(|source| {
+                let budget = source
+                    .max_rps
+                    .map(|max_rps| Budget::new(source.name.clone(), max_rps, redis.clone()));
+                SourceClient::new(source, http.clone(), limits, budget)
+            })
             .collect();
         let adapters = clients.iter().map(|client| client.provider.clone()).collect();
         let source_refs = config
@@ -60,12 +74,21 @@ impl App {
         // pages 3/4; facts 1/16 (ids of every page the page cache can hold, several times
         // over); views 1/16 (8 bytes a matching user); whole responses 1/8.
         let bound = config.cache_max_bytes;
-        let cache = PageCache::new(
+        let mut cache = PageCache::new(
             config.cache_ttl,
             config.stale_if_error,
             config.stale_while_revalidate,
             bound / 4 * 3,
         );
+        if let Some(redis) = &redis {
+            // A lease lasts one upstream attempt: a replica that dies holding one delays the
+            // others by that much at most.
+            let lease = config
+                .upstream_timeout
+                .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(30));
+            let keep = cache.retention();
+            cache = cache.with_shared(SharedPages::new(redis.clone(), keep, lease));
+        }
         // Facts outlive the pages: kept past freshness for the longer stale window.
         let retention = config
             .cache_ttl

@@ -57,6 +57,18 @@ pub struct Config {
     pub shutdown_drain: Duration,
     /// A connection that has not sent a complete request head within this is closed (SPEC §6).
     pub header_read_timeout: Duration,
+    /// The Redis replicas share (SPEC §10); `None`: memory only.
+    pub redis: Option<RedisConfig>,
+}
+
+/// `GATEWAY_REDIS_*`.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// May hold a user and password: a secret.
+    pub url: SecretString,
+    pub prefix: String,
+    /// Bound on each Redis call.
+    pub timeout: Duration,
 }
 
 /// One upstream instance of a provider.
@@ -66,6 +78,8 @@ pub struct SourceConfig {
     pub provider: ProviderKind,
     pub base_url: Url,
     pub api_key: SecretString,
+    /// The source's request budget, shared by replicas through Redis (SPEC §10).
+    pub max_rps: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +146,10 @@ struct FileConfig {
     max_concurrent_exports: Option<u64>,
     shutdown_drain_secs: Option<u64>,
     header_read_timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "optional_secret")]
+    redis_url: Option<SecretString>,
+    redis_prefix: Option<String>,
+    redis_timeout_ms: Option<u64>,
     #[serde(default)]
     sources: Vec<FileSource>,
 }
@@ -161,6 +179,43 @@ struct FileSource {
     base_url: String,
     #[serde(deserialize_with = "secret_string")]
     api_key: SecretString,
+    max_rps: Option<f64>,
+}
+
+fn optional_secret<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<SecretString>, D::Error> {
+    secret_string(deserializer).map(Some)
+}
+
+/// The largest `max_rps`: past it a budget would not be one.
+const MAX_RPS: f64 = 1_000_000.0;
+
+fn parse_max_rps(name: &str, text: &str) -> Result<f64, ConfigError> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| invalid(name, format!("{text:?} is not a number")))?;
+    check_max_rps(name, value)
+}
+
+fn check_max_rps(name: &str, value: f64) -> Result<f64, ConfigError> {
+    if value.is_finite() && value > 0.0 && value <= MAX_RPS {
+        Ok(value)
+    } else {
+        Err(invalid(name, format!("must be a number of requests a second above 0 and at most {MAX_RPS}")))
+    }
+}
+
+/// `redis://` or `rediss://` with a host; the URL itself is never quoted (it may hold a password).
+fn parse_redis_url(name: &str, url: SecretString) -> Result<SecretString, ConfigError> {
+    use secrecy::ExposeSecret;
+    let parsed = Url::parse(url.expose_secret().trim()).map_err(|_| invalid(name, "is not a URL"))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") {
+        return Err(invalid(name, "must be a redis:// or rediss:// URL"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid(name, "has no host"));
+    }
+    Ok(SecretString::from(url.expose_secret().trim().to_owned()))
 }
 
 /// Like `SecretString`'s own impl, but an error never quotes the value (toml's would).
@@ -418,6 +473,31 @@ impl Config {
 
         let api_keys = load_api_keys(env, file.api_keys)?;
 
+        let redis_timeout = Duration::from_millis(number(
+            "GATEWAY_REDIS_TIMEOUT_MS",
+            file.redis_timeout_ms,
+            50,
+            TIMEOUT_MS,
+        )?);
+        let redis_url = match env_or("GATEWAY_REDIS_URL") {
+            Some(text) => Some(parse_redis_url("GATEWAY_REDIS_URL", SecretString::from(text))?),
+            None => file.redis_url.map(|url| parse_redis_url("redis_url", url)).transpose()?,
+        };
+        let redis_prefix = env_or("GATEWAY_REDIS_PREFIX")
+            .or(file.redis_prefix.clone())
+            .unwrap_or_else(|| "users-gateway:".to_owned());
+        if redis_prefix.len() > 128 || redis_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "GATEWAY_REDIS_PREFIX",
+                "must be at most 128 characters, without spaces or control characters",
+            ));
+        }
+        let redis = redis_url.map(|url| RedisConfig {
+            url,
+            prefix: redis_prefix,
+            timeout: redis_timeout,
+        });
+
         let cors_list = match env_or("GATEWAY_CORS_ORIGINS") {
             Some(text) => split_list(&text),
             None => file.cors_origins.map(StringList::into_items).unwrap_or_default(),
@@ -438,10 +518,21 @@ impl Config {
             },
         };
 
-        let sources = match fixed_sources {
+        let mut sources = match fixed_sources {
             Some(sources) => sources,
             None => load_sources(env, file.sources)?,
         };
+        // THOUGHTINDUSTRIES_MAX_RPS / TAPINTOSAFETY_MAX_RPS: the source named after the
+        // provider, whether it came from the file, the environment or the sandbox.
+        for provider in ProviderKind::ALL {
+            let var = format!("{}_MAX_RPS", provider.as_str().to_ascii_uppercase());
+            if let Some(text) = env_or(&var) {
+                let max_rps = parse_max_rps(&var, &text)?;
+                if let Some(source) = sources.iter_mut().find(|source| source.name.as_str() == provider.as_str()) {
+                    source.max_rps = Some(max_rps);
+                }
+            }
+        }
         if sources.is_empty() {
             return Err(ConfigError::NoSources);
         }
@@ -471,6 +562,7 @@ impl Config {
             max_concurrent_exports,
             shutdown_drain,
             header_read_timeout,
+            redis,
         })
     }
 }
@@ -538,11 +630,16 @@ fn load_sources(env: EnvLookup<'_>, file_sources: Vec<FileSource>) -> Result<Vec
             return Err(invalid(&field("name"), format!("source name {name} is used twice")));
         }
         let base_url = parse_base_url(&field("base_url"), &file_source.base_url)?;
+        let max_rps = file_source
+            .max_rps
+            .map(|value| check_max_rps(&field("max_rps"), value))
+            .transpose()?;
         sources.push(SourceConfig {
             name,
             provider,
             base_url,
             api_key: file_source.api_key,
+            max_rps,
         });
     }
 
@@ -575,6 +672,7 @@ fn load_sources(env: EnvLookup<'_>, file_sources: Vec<FileSource>) -> Result<Vec
                     provider,
                     base_url: parse_base_url(&url_var, &url)?,
                     api_key: SecretString::from(key.trim().to_owned()),
+                    max_rps: None,
                 }),
                 (Some(_), None) => return Err(invalid(&key_var, format!("required when {url_var} is set"))),
                 (None, Some(_)) => return Err(invalid(&url_var, format!("required when {key_var} is set"))),
@@ -611,6 +709,11 @@ impl fmt::Display for Config {
         writeln!(f, "max_concurrent_exports = {}", self.max_concurrent_exports)?;
         writeln!(f, "shutdown_drain_secs = {}", self.shutdown_drain.as_secs())?;
         writeln!(f, "header_read_timeout_ms = {}", self.header_read_timeout.as_millis())?;
+        if let Some(redis) = &self.redis {
+            writeln!(f, "redis_url = \"***\"")?;
+            writeln!(f, "redis_prefix = {:?}", redis.prefix)?;
+            writeln!(f, "redis_timeout_ms = {}", redis.timeout.as_millis())?;
+        }
         writeln!(
             f,
             "api_keys = {}",
@@ -633,6 +736,9 @@ impl fmt::Display for Config {
             writeln!(f, "provider = \"{}\"", source.provider)?;
             writeln!(f, "base_url = \"{}\"", source.base_url)?;
             writeln!(f, "api_key = \"***\"")?;
+            if let Some(max_rps) = source.max_rps {
+                writeln!(f, "max_rps = {max_rps}")?;
+            }
         }
         Ok(())
     }

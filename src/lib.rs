@@ -6,6 +6,7 @@
 //! - [`app`]: builds everything from a `Config`; [`http`] holds the router and handlers.
 //! - [`query`]: parses the caller's query and plans which sources to call (pure).
 //! - [`execute`]: runs the plan: concurrent fan-out through the [`cache`] to [`providers`].
+//! - [`cluster`]: what replicas share through Redis: pages, leases, request budgets.
 //! - [`merge`]: exact re-pagination across sources (pure).
 //! - [`providers`]: one adapter per upstream API plus the shared HTTP client.
 //! - [`sandbox`]: both upstream APIs simulated, for `--demo`, tests and benchmarks.
@@ -14,6 +15,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod execute;
 pub mod http;

@@ -40,6 +40,23 @@ impl RawRecords {
         self.ends.is_empty()
     }
 
+    /// The packed block and the record ends, as the shared tier stores them.
+    pub fn parts(&self) -> (&[u8], &[u32]) {
+        (&self.packed, &self.ends)
+    }
+
+    /// Records from [`RawRecords::parts`] read back: `None` unless the ends never go back
+    /// and the block unpacks to at least the last end's length.
+    pub fn from_parts(packed: Vec<u8>, ends: Vec<u32>) -> Option<RawRecords> {
+        let ordered = ends.windows(2).all(|pair| pair[0] <= pair[1]);
+        let declared = packed.get(..4).map(|len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]));
+        let fits = declared.is_some_and(|len| ends.last().is_none_or(|&last| last <= len));
+        (ordered && fits).then(|| RawRecords {
+            packed: packed.into_boxed_slice(),
+            ends: ends.into_boxed_slice(),
+        })
+    }
+
     /// Heap bytes held, for the cache's weigher.
     pub fn heap_bytes(&self) -> usize {
         self.packed.len() + self.ends.len() * std::mem::size_of::<u32>()

@@ -83,9 +83,52 @@ pub fn record_upstream(source: &SourceName, outcome: &'static str, elapsed: Dura
         .record(elapsed.as_secs_f64());
 }
 
-/// `result`: `hit`, `miss` or `stale`.
+/// A lookup in memory (L1); `result`: `hit`, `miss`, `revalidate` or `stale`.
 pub fn record_cache(result: &'static str) {
-    metrics::counter!("gateway_cache_lookups_total", "result" => result).increment(1);
+    metrics::counter!("gateway_cache_lookups_total", "tier" => "memory", "result" => result).increment(1);
+}
+
+/// A lookup in Redis (L2); `result`: `hit`, `miss` or `undecodable` (a failed call is
+/// counted by [`record_redis`]).
+pub fn record_shared_lookup(result: &'static str) {
+    metrics::counter!("gateway_cache_lookups_total", "tier" => "redis", "result" => result).increment(1);
+}
+
+/// One Redis call: `gateway_redis_commands_total{command, outcome}` and its latency.
+pub fn record_redis(command: &'static str, ok: bool, elapsed: Duration) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!("gateway_redis_commands_total", "command" => command, "outcome" => outcome).increment(1);
+    metrics::histogram!("gateway_redis_command_duration_seconds", "command" => command).record(elapsed.as_secs_f64());
+}
+
+/// `gateway_redis_up`: 1 while Redis answers, 0 after a failure, -1 before the first call.
+pub fn record_redis_up(up: Option<bool>) {
+    let value = match up {
+        Some(true) => 1.0,
+        Some(false) => 0.0,
+        None => -1.0,
+    };
+    metrics::gauge!("gateway_redis_up").set(value);
+}
+
+/// A lease on a cold page: `taken` (this replica fetches), `waited` (another holds it),
+/// `shared` (its page came), `expired` (it never came: fetched here).
+pub fn record_lease(outcome: &'static str) {
+    metrics::counter!("gateway_redis_leases_total", "outcome" => outcome).increment(1);
+}
+
+/// A source's own request budget: `granted` at once, `waited` (and for how long), `refused`.
+pub fn record_budget(source: &SourceName, outcome: &'static str, wait: Duration) {
+    let source = source.to_string();
+    metrics::counter!("gateway_budget_requests_total", "source" => source.clone(), "outcome" => outcome).increment(1);
+    if outcome == "waited" {
+        metrics::histogram!("gateway_budget_wait_seconds", "source" => source).record(wait.as_secs_f64());
+    }
+}
+
+/// `gateway_circuit_state{source}`: 0 closed, 1 half-open, 2 open.
+pub fn record_circuit(source: &SourceName, state: u8) {
+    metrics::gauge!("gateway_circuit_state", "source" => source.to_string()).set(f64::from(state));
 }
 
 /// The id of the request being served, for logs, upstream headers and the response.

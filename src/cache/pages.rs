@@ -24,6 +24,7 @@ use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
 
 use super::facts::QueryKey;
+use crate::cluster::pages::{Fetched, SharedPage, SharedPages};
 use crate::model::{SourceName, User};
 use crate::providers::{SourceError, UpstreamPage};
 
@@ -112,6 +113,21 @@ pub struct PageCache {
     ttl: Duration,
     stale_if_error: Duration,
     stale_while_revalidate: Duration,
+    /// Redis, shared by the replicas (the second tier), when configured.
+    shared: Option<SharedPages>,
+}
+
+/// Who answered a fetch through moka's compute.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// This process's memory: fetched by a request this one queued behind.
+    Memory,
+    /// The upstream, called by this replica.
+    Upstream,
+    /// Redis: a fresh page, or one another replica fetched while this one waited.
+    Shared,
+    /// Redis: a page stale within the stale-while-revalidate window (served, refreshed).
+    SharedStale,
 }
 
 /// The bytes a page holds: its normalized users, its packed records, the entry itself.
@@ -142,7 +158,25 @@ impl PageCache {
             ttl,
             stale_if_error,
             stale_while_revalidate,
+            shared: None,
         }
+    }
+
+    /// Puts Redis behind memory: read on a miss, written on every upstream fetch, and one
+    /// fetch per cold page across replicas (`cluster::pages`).
+    pub fn with_shared(mut self, shared: SharedPages) -> PageCache {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// How long a page is kept after its fetch: TTL plus the longer stale window.
+    pub fn retention(&self) -> Duration {
+        self.ttl
+            .saturating_add(self.stale_if_error.max(self.stale_while_revalidate))
+    }
+
+    pub fn shared(&self) -> Option<&SharedPages> {
+        self.shared.as_ref()
     }
 
     fn next_ticket(&self) -> u64 {
@@ -218,8 +252,16 @@ impl PageCache {
                 }
             }
         }
-        match self.fetch_through(key.clone(), started, ticket, refresh, fetch).await {
-            Ok(found) => Ok(found),
+        match self.fetch_through(key.clone(), started, ticket, refresh, true, fetch).await {
+            Ok((page, Origin::SharedStale)) => {
+                let age = page.fetched_at.elapsed();
+                let stale_for = age.saturating_sub(self.ttl);
+                self.spawn_refresh(&key, revalidate);
+                crate::telemetry::record_cache("revalidate");
+                Ok((page, Lookup::Revalidating { age, stale_for }))
+            }
+            Ok((page, Origin::Shared | Origin::Memory)) => Ok((page, Lookup::Hit)),
+            Ok((page, Origin::Upstream)) => Ok((page, Lookup::Fetched)),
             Err(error) => self.stand_in(&key, error).await,
         }
     }
@@ -251,36 +293,48 @@ impl PageCache {
         Fut: Future<Output = Result<UpstreamPage, SourceError>>,
     {
         let result = self
-            .fetch_through(key.clone(), Instant::now(), self.next_ticket(), false, fetch)
+            .fetch_through(key.clone(), Instant::now(), self.next_ticket(), false, false, fetch)
             .await;
         if let Err(error) = &result {
             if !error.allows_stale() {
                 self.invalidate(&key).await;
             }
         }
-        result
+        result.map(|(page, origin)| {
+            let lookup = match origin {
+                Origin::Upstream => Lookup::Fetched,
+                Origin::Memory | Origin::Shared | Origin::SharedStale => Lookup::Hit,
+            };
+            (page, lookup)
+        })
     }
 
-    /// `fetch` through moka's per-key compute: one upstream call for concurrent callers.
+    /// `fetch` through moka's per-key compute: one upstream call for concurrent callers of
+    /// this process; with Redis, first a copy there that is fresh (or, when `stale_ok`, stale
+    /// within the stale-while-revalidate window and newer than this process's), then one
+    /// upstream call across replicas (`SharedPages::fetch_once`).
     async fn fetch_through<Fut>(
         &self,
         key: PageKey,
         started: Instant,
         ticket: u64,
         refresh: bool,
+        stale_ok: bool,
         fetch: Fut,
-    ) -> Result<(Arc<CachedPage>, Lookup), SourceError>
+    ) -> Result<(Arc<CachedPage>, Origin), SourceError>
     where
         Fut: Future<Output = Result<UpstreamPage, SourceError>>,
     {
         let ttl = self.ttl;
         let failures = &self.failures;
         let failure_key = key.clone();
+        let origin = Mutex::new(Origin::Upstream);
+        let origin_ref = &origin;
         let computed = self
             .pages
-            .entry(key)
+            .entry(key.clone())
             .and_try_compute_with(|existing| async move {
-                if let Some(existing) = existing {
+                if let Some(existing) = &existing {
                     let page = existing.value();
                     // Fetched by another request while this one waited for the key: take it
                     // (even with a TTL of 0, or on refresh), so concurrent callers coalesce.
@@ -295,11 +349,41 @@ impl PageCache {
                         return Err(error);
                     }
                 }
-                match fetch.await {
-                    Ok(page) => Ok(Op::Put(Arc::new(CachedPage {
+                let Some(shared) = &self.shared else {
+                    return match fetch.await {
+                        Ok(page) => Ok(Op::Put(Arc::new(CachedPage {
+                            page,
+                            fetched_at: Instant::now(),
+                        }))),
+                        Err(error) => {
+                            failures.insert(failure_key, (self.next_ticket(), error.clone()));
+                            Err(error)
+                        }
+                    };
+                };
+                if !refresh {
+                    if let Some(copy) = shared.get(&failure_key).await {
+                        let newer = existing
+                            .as_ref()
+                            .is_none_or(|existing| existing.value().fetched_at.elapsed() > copy.age);
+                        let fresh = copy.age < ttl;
+                        let revalidatable = stale_ok && copy.age < ttl.saturating_add(self.stale_while_revalidate);
+                        if newer && (fresh || revalidatable) {
+                            *origin_ref.lock().expect("origin lock") =
+                                if fresh { Origin::Shared } else { Origin::SharedStale };
+                            return Ok(Op::Put(Arc::new(adopt(copy))));
+                        }
+                    }
+                }
+                match shared.fetch_once(&failure_key, started, fetch).await {
+                    Ok(Fetched::Here(page)) => Ok(Op::Put(Arc::new(CachedPage {
                         page,
                         fetched_at: Instant::now(),
                     }))),
+                    Ok(Fetched::Elsewhere(copy)) => {
+                        *origin_ref.lock().expect("origin lock") = Origin::Shared;
+                        Ok(Op::Put(Arc::new(adopt(copy))))
+                    }
                     Err(error) => {
                         failures.insert(failure_key, (self.next_ticket(), error.clone()));
                         Err(error)
@@ -307,19 +391,20 @@ impl PageCache {
                 }
             })
             .await;
+        let origin = *origin.lock().expect("origin lock");
         match computed {
             Ok(CompResult::Inserted(entry)) => {
                 crate::telemetry::record_cache("miss");
-                Ok((entry.into_value(), Lookup::Fetched))
+                Ok((entry.into_value(), origin))
             }
             Ok(CompResult::ReplacedWith(entry)) => {
                 self.bump_revision();
                 crate::telemetry::record_cache("miss");
-                Ok((entry.into_value(), Lookup::Fetched))
+                Ok((entry.into_value(), origin))
             }
             Ok(CompResult::Unchanged(entry)) => {
                 crate::telemetry::record_cache("hit");
-                Ok((entry.into_value(), Lookup::Hit))
+                Ok((entry.into_value(), Origin::Memory))
             }
             Ok(CompResult::StillNone(_) | CompResult::Removed(_)) => Err(SourceError::new(
                 crate::providers::SourceErrorCode::Unavailable,
@@ -331,9 +416,19 @@ impl PageCache {
 
     /// After a failed fetch: the copy the failed refetch left in place (failures are never
     /// stored), when it went stale within the stale-if-error window and the error allows it.
+    /// With Redis, a copy there stands in too when memory has none as recent.
     async fn stand_in(&self, key: &PageKey, error: SourceError) -> Result<(Arc<CachedPage>, Lookup), SourceError> {
         if error.allows_stale() {
-            if let Some(page) = self.pages.get(key).await {
+            let mut copy = self.pages.get(key).await;
+            if let Some(shared) = &self.shared {
+                let memory_age = copy.as_ref().map(|page| page.fetched_at.elapsed());
+                if let Some(found) = shared.get(key).await.filter(|found| memory_age.is_none_or(|age| found.age < age)) {
+                    let adopted = Arc::new(adopt(found));
+                    self.pages.insert(key.clone(), adopted.clone()).await;
+                    copy = Some(adopted);
+                }
+            }
+            if let Some(page) = copy {
                 let age = page.fetched_at.elapsed();
                 if age < self.ttl.saturating_add(self.stale_if_error) {
                     crate::telemetry::record_cache("stale");
@@ -359,6 +454,9 @@ impl PageCache {
 
     pub async fn invalidate(&self, key: &PageKey) {
         self.pages.invalidate(key).await;
+        if let Some(shared) = &self.shared {
+            shared.remove(key).await;
+        }
         self.bump_revision();
     }
 
@@ -377,6 +475,15 @@ impl PageCache {
     pub async fn weighted_size(&self) -> u64 {
         self.pages.run_pending_tasks().await;
         self.pages.weighted_size()
+    }
+}
+
+/// A page read from Redis, on this process's clock.
+fn adopt(copy: SharedPage) -> CachedPage {
+    let now = Instant::now();
+    CachedPage {
+        page: copy.page,
+        fetched_at: now.checked_sub(copy.age).unwrap_or(now),
     }
 }
 

@@ -195,6 +195,11 @@ impl Executor {
         &self.sources
     }
 
+    /// Redis, when replicas share it (for `/readyz`).
+    pub fn redis(&self) -> Option<&crate::cluster::Redis> {
+        self.pages.shared().map(|shared| shared.redis())
+    }
+
     pub fn max_pages(&self) -> u64 {
         self.max_pages
     }

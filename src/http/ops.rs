@@ -30,6 +30,31 @@ pub struct Readiness {
     pub status: &'static str,
     /// The configured sources, in merge order.
     pub sources: Vec<ConfiguredSource>,
+    /// Present when `GATEWAY_REDIS_URL` is set. Redis being down keeps the gateway ready:
+    /// it answers from memory and the upstreams, with budgets per process (SPEC §10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisReadiness>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RedisReadiness {
+    /// `unknown` until the first call to Redis.
+    pub status: RedisState,
+    /// Seconds in this state.
+    #[schema(example = 42)]
+    pub since_secs: u64,
+    /// The last failure, when there was one (never the URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "connection failed (IoError)")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisState {
+    Up,
+    Down,
+    Unknown,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -67,6 +92,18 @@ pub async fn readyz(State(state): State<AppState>) -> Json<Readiness> {
                 circuit: client.circuit().into(),
             })
             .collect(),
+        redis: state.executor.redis().map(|redis| {
+            let status = redis.status();
+            RedisReadiness {
+                status: match status.up {
+                    Some(true) => RedisState::Up,
+                    Some(false) => RedisState::Down,
+                    None => RedisState::Unknown,
+                },
+                since_secs: status.since.as_secs(),
+                last_error: status.last_error,
+            }
+        }),
     })
 }
 
@@ -76,6 +113,14 @@ pub async fn readyz(State(state): State<AppState>) -> Json<Readiness> {
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let [pages, facts, views] = state.executor.cache_bytes().await;
+    for client in state.executor.sources() {
+        let gauge = match client.circuit() {
+            crate::providers::breaker::CircuitState::Closed => 0,
+            crate::providers::breaker::CircuitState::HalfOpen => 1,
+            crate::providers::breaker::CircuitState::Open => 2,
+        };
+        crate::telemetry::record_circuit(&client.name, gauge);
+    }
     let stores = [pages, facts, views, ("responses", state.responses.weighted_size())];
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

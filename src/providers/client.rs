@@ -23,6 +23,7 @@ use url::Url;
 
 use super::breaker::{Breaker, CircuitState, Refused};
 use super::{Provider, PushedQuery, SourceError, SourceErrorCode, UpstreamPage};
+use crate::cluster::budget::Budget;
 use crate::config::SourceConfig;
 use crate::model::{ProviderKind, SourceName};
 
@@ -177,6 +178,8 @@ pub struct SourceClient {
     /// Caps requests in flight to this upstream, however many callers fan out to it.
     permits: Semaphore,
     breaker: Breaker,
+    /// `max_rps`: the source's own request budget, shared by replicas through Redis.
+    budget: Option<Budget>,
 }
 
 impl std::fmt::Debug for SourceClient {
@@ -200,7 +203,12 @@ pub fn build_http_client(limits: ClientLimits) -> Result<reqwest::Client, reqwes
 }
 
 impl SourceClient {
-    pub fn new(config: &SourceConfig, http: reqwest::Client, limits: ClientLimits) -> SourceClient {
+    pub fn new(
+        config: &SourceConfig,
+        http: reqwest::Client,
+        limits: ClientLimits,
+        budget: Option<Budget>,
+    ) -> SourceClient {
         let provider = super::adapter(config.provider);
         let mut list_url = config.base_url.clone();
         let path = format!(
@@ -218,6 +226,7 @@ impl SourceClient {
             limits,
             permits: Semaphore::new(limits.concurrency),
             breaker: Breaker::new(limits.breaker_failures, limits.breaker_cool_down),
+            budget,
         }
     }
 
@@ -304,6 +313,11 @@ impl SourceClient {
     ) -> Result<UpstreamPage, Failure> {
         let deadline_reached =
             || Failure::gateway(SourceError::new(SourceErrorCode::Timeout, "request deadline reached"));
+        // Every attempt spends from the budget, before it queues for a permit: a request
+        // waiting for its slot holds no permit.
+        if let Some(budget) = &self.budget {
+            budget.acquire(deadline).await.map_err(Failure::gateway)?;
+        }
         let _permit = tokio::time::timeout_at(deadline, self.permits.acquire())
             .await
             .map_err(|_| deadline_reached())?

@@ -119,6 +119,7 @@ impl Sandbox {
                 provider: simulated.provider,
                 base_url: simulated.base_url.clone(),
                 api_key: SecretString::from(simulated.api_key),
+                max_rps: None,
             })
             .collect()
     }
