@@ -83,9 +83,10 @@ impl App {
         if let Some(redis) = &redis {
             // A lease lasts one upstream attempt: a replica that dies holding one delays the
             // others by that much at most.
-            let lease = config
-                .upstream_timeout
-                .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(30));
+            let lease = config.upstream_timeout.clamp(
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_secs(30),
+            );
             let keep = cache.retention();
             cache = cache.with_shared(SharedPages::new(redis.clone(), keep, lease));
         }

@@ -201,7 +201,10 @@ fn check_max_rps(name: &str, value: f64) -> Result<f64, ConfigError> {
     if value.is_finite() && value > 0.0 && value <= MAX_RPS {
         Ok(value)
     } else {
-        Err(invalid(name, format!("must be a number of requests a second above 0 and at most {MAX_RPS}")))
+        Err(invalid(
+            name,
+            format!("must be a number of requests a second above 0 and at most {MAX_RPS}"),
+        ))
     }
 }
 
@@ -481,7 +484,10 @@ impl Config {
         )?);
         let redis_url = match env_or("GATEWAY_REDIS_URL") {
             Some(text) => Some(parse_redis_url("GATEWAY_REDIS_URL", SecretString::from(text))?),
-            None => file.redis_url.map(|url| parse_redis_url("redis_url", url)).transpose()?,
+            None => file
+                .redis_url
+                .map(|url| parse_redis_url("redis_url", url))
+                .transpose()?,
         };
         let redis_prefix = env_or("GATEWAY_REDIS_PREFIX")
             .or(file.redis_prefix.clone())
@@ -528,7 +534,10 @@ impl Config {
             let var = format!("{}_MAX_RPS", provider.as_str().to_ascii_uppercase());
             if let Some(text) = env_or(&var) {
                 let max_rps = parse_max_rps(&var, &text)?;
-                if let Some(source) = sources.iter_mut().find(|source| source.name.as_str() == provider.as_str()) {
+                if let Some(source) = sources
+                    .iter_mut()
+                    .find(|source| source.name.as_str() == provider.as_str())
+                {
                     source.max_rps = Some(max_rps);
                 }
             }

@@ -49,7 +49,9 @@ impl RawRecords {
     /// and the block unpacks to at least the last end's length.
     pub fn from_parts(packed: Vec<u8>, ends: Vec<u32>) -> Option<RawRecords> {
         let ordered = ends.windows(2).all(|pair| pair[0] <= pair[1]);
-        let declared = packed.get(..4).map(|len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]));
+        let declared = packed
+            .get(..4)
+            .map(|len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]));
         let fits = declared.is_some_and(|len| ends.last().is_none_or(|&last| last <= len));
         (ordered && fits).then(|| RawRecords {
             packed: packed.into_boxed_slice(),

@@ -111,8 +111,9 @@ pub fn record_redis_up(up: Option<bool>) {
     metrics::gauge!("gateway_redis_up").set(value);
 }
 
-/// A lease on a cold page: `taken` (this replica fetches), `waited` (another holds it),
-/// `shared` (its page came), `expired` (it never came: fetched here).
+/// A lease on a cold page: `taken` (this replica fetches), `found` (a page written just
+/// before), `waited` (another replica holds it), `shared` (its page came), `expired` (it
+/// never came: fetched here).
 pub fn record_lease(outcome: &'static str) {
     metrics::counter!("gateway_redis_leases_total", "outcome" => outcome).increment(1);
 }

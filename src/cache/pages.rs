@@ -252,7 +252,10 @@ impl PageCache {
                 }
             }
         }
-        match self.fetch_through(key.clone(), started, ticket, refresh, true, fetch).await {
+        match self
+            .fetch_through(key.clone(), started, ticket, refresh, true, fetch)
+            .await
+        {
             Ok((page, Origin::SharedStale)) => {
                 let age = page.fetched_at.elapsed();
                 let stale_for = age.saturating_sub(self.ttl);
@@ -375,7 +378,10 @@ impl PageCache {
                         }
                     }
                 }
-                match shared.fetch_once(&failure_key, started, fetch).await {
+                match shared
+                    .fetch_once(&failure_key, started, (!refresh).then_some(ttl), fetch)
+                    .await
+                {
                     Ok(Fetched::Here(page)) => Ok(Op::Put(Arc::new(CachedPage {
                         page,
                         fetched_at: Instant::now(),
@@ -422,7 +428,11 @@ impl PageCache {
             let mut copy = self.pages.get(key).await;
             if let Some(shared) = &self.shared {
                 let memory_age = copy.as_ref().map(|page| page.fetched_at.elapsed());
-                if let Some(found) = shared.get(key).await.filter(|found| memory_age.is_none_or(|age| found.age < age)) {
+                if let Some(found) = shared
+                    .get(key)
+                    .await
+                    .filter(|found| memory_age.is_none_or(|age| found.age < age))
+                {
                     let adopted = Arc::new(adopt(found));
                     self.pages.insert(key.clone(), adopted.clone()).await;
                     copy = Some(adopted);

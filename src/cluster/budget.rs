@@ -120,7 +120,11 @@ impl Budget {
     async fn reserve_shared(&self, max_wait_us: u64) -> Option<Option<u64>> {
         let (redis, key, script) = self.shared.as_ref()?;
         let mut invocation = script.prepare_invoke();
-        invocation.key(key).arg(self.interval).arg(self.tolerance).arg(max_wait_us);
+        invocation
+            .key(key)
+            .arg(self.interval)
+            .arg(self.tolerance)
+            .arg(max_wait_us);
         let wait: i64 = redis.run_script("budget", &invocation).await?;
         Some(u64::try_from(wait).ok())
     }
@@ -175,7 +179,11 @@ mod tests {
         let (tat, wait) = reserve(0, 1_000, 100, 0, 0).unwrap();
         assert_eq!((tat, wait), (1_100, 0));
         assert_eq!(reserve(tat, 1_000, 100, 0, 99), None, "the next slot is 100 µs away");
-        assert_eq!(reserve(tat, 1_000, 100, 0, 100), None, "a slot at the deadline is no use");
+        assert_eq!(
+            reserve(tat, 1_000, 100, 0, 100),
+            None,
+            "a slot at the deadline is no use"
+        );
         assert_eq!(reserve(tat, 1_000, 100, 0, 101), Some((1_200, 100)));
     }
 
@@ -190,7 +198,15 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(900), "ten slots, 100 ms apart");
         let error = budget.acquire(deadline).await.unwrap_err();
         assert_eq!(error.code, SourceErrorCode::RateLimited);
-        assert!(error.message.contains("gateway's own request budget"), "{}", error.message);
-        assert_eq!(started.elapsed(), Duration::from_millis(900), "a refusal waits for nothing");
+        assert!(
+            error.message.contains("gateway's own request budget"),
+            "{}",
+            error.message
+        );
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(900),
+            "a refusal waits for nothing"
+        );
     }
 }

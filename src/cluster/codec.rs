@@ -198,8 +198,14 @@ mod tests {
     fn anything_else_is_a_miss() {
         let bytes = encode(&sample_page(), 1);
         let ti = SourceName::parse("ti").unwrap();
-        assert!(decode(&bytes, &SourceName::parse("other").unwrap()).is_none(), "another source's ids");
-        assert!(decode(&bytes, &SourceName::parse("t").unwrap()).is_none(), "a prefix of the source is not it");
+        assert!(
+            decode(&bytes, &SourceName::parse("other").unwrap()).is_none(),
+            "another source's ids"
+        );
+        assert!(
+            decode(&bytes, &SourceName::parse("t").unwrap()).is_none(),
+            "a prefix of the source is not it"
+        );
         for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
             assert!(decode(&bytes[..cut], &ti).is_none(), "truncated at {cut}");
         }

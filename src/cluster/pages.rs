@@ -27,6 +27,20 @@ end
 return 1
 "#;
 
+/// The page, if Redis holds one with more than `ARGV[1]` ms to live (recent enough: an
+/// entry is written to live `keep` from its fetch, so its remaining life tells its age on
+/// Redis's own clock); else the lease, if free; else word that another replica holds it.
+/// One step, so no page written between a look and a lease is missed.
+const PAGE_OR_LEASE: &str = r#"
+if redis.call('PTTL', KEYS[1]) > tonumber(ARGV[1]) then
+  return {'page', redis.call('GET', KEYS[1])}
+end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return {'taken', ''}
+end
+return {'held', ''}
+"#;
+
 /// Releases a lease only if it is still the caller's (it may have expired and been retaken).
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -48,6 +62,7 @@ pub struct SharedPages {
     lease: Duration,
     put_script: std::sync::Arc<::redis::Script>,
     release_script: std::sync::Arc<::redis::Script>,
+    lease_script: std::sync::Arc<::redis::Script>,
 }
 
 /// A page read from Redis, with how long ago it was fetched.
@@ -65,7 +80,9 @@ pub enum Fetched {
 }
 
 enum Lease {
-    Taken(String),
+    /// A page recent enough was there after all.
+    Page(SharedPage),
+    Taken,
     HeldElsewhere,
     /// Redis did not answer: nothing is shared.
     Unavailable,
@@ -79,6 +96,7 @@ impl SharedPages {
             lease,
             put_script: std::sync::Arc::new(::redis::Script::new(PUT_AND_RELEASE)),
             release_script: std::sync::Arc::new(::redis::Script::new(RELEASE)),
+            lease_script: std::sync::Arc::new(::redis::Script::new(PAGE_OR_LEASE)),
         }
     }
 
@@ -100,7 +118,10 @@ impl SharedPages {
 
     /// The page as another replica (or this one) stored it, if Redis has it.
     pub async fn get(&self, key: &PageKey) -> Option<SharedPage> {
-        let bytes: Option<Vec<u8>> = self.redis.run("GET", ::redis::cmd("GET").arg(self.page_key(key))).await?;
+        let bytes: Option<Vec<u8>> = self
+            .redis
+            .run("GET", ::redis::cmd("GET").arg(self.page_key(key)))
+            .await?;
         let Some(bytes) = bytes else {
             crate::telemetry::record_shared_lookup("miss");
             return None;
@@ -152,22 +173,46 @@ impl SharedPages {
         let _: Option<i64> = self.redis.run("DEL", ::redis::cmd("DEL").arg(self.page_key(key))).await;
     }
 
-    async fn try_lease(&self, key: &PageKey, token: &str) -> Lease {
-        let millis = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut cmd = ::redis::cmd("SET");
-        cmd.arg(self.lease_key(key)).arg(token).arg("NX").arg("PX").arg(millis);
-        match self.redis.run::<Option<String>>("SET lease", &cmd).await {
-            Some(Some(_)) => Lease::Taken(token.to_owned()),
-            Some(None) => Lease::HeldElsewhere,
-            None => Lease::Unavailable,
+    /// A page younger than `max_age` (on Redis's clock), or the lease under `token`.
+    async fn page_or_lease(&self, key: &PageKey, token: &str, max_age: Duration) -> Lease {
+        let min_left = self.keep.saturating_sub(max_age);
+        let mut invocation = self.lease_script.prepare_invoke();
+        invocation
+            .key(self.page_key(key))
+            .key(self.lease_key(key))
+            .arg(u64::try_from(min_left.as_millis()).unwrap_or(u64::MAX))
+            .arg(token)
+            .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
+        let Some((kind, bytes)) = self.redis.run_script::<(String, Vec<u8>)>("lease", &invocation).await else {
+            return Lease::Unavailable;
+        };
+        match kind.as_str() {
+            "taken" => Lease::Taken,
+            "held" => Lease::HeldElsewhere,
+            _ => match codec::decode(&bytes, &key.source) {
+                Some((page, fetched_at_ms)) => Lease::Page(SharedPage {
+                    page,
+                    age: codec::age_of(fetched_at_ms),
+                }),
+                None => {
+                    crate::telemetry::record_shared_lookup("undecodable");
+                    Lease::Unavailable
+                }
+            },
         }
     }
 
-    /// The page fetched once across replicas: under this replica's lease (`fetch`, then the
-    /// page written to Redis), or by the replica holding it, whose page must have been
-    /// fetched at or after `not_before` (this caller's start, on this clock). Waiting ends
-    /// after the lease's length; then this replica fetches itself.
-    pub async fn fetch_once<Fut>(&self, key: &PageKey, not_before: Instant, fetch: Fut) -> Result<Fetched, SourceError>
+    /// The page fetched once across replicas: a page in Redis fetched since `started` (or
+    /// younger than `fresh_for`, when given), else fetched under this replica's lease and
+    /// written to Redis, else the page of the replica holding the lease, waited for. Waiting
+    /// ends after the lease's length; then this replica fetches itself.
+    pub async fn fetch_once<Fut>(
+        &self,
+        key: &PageKey,
+        started: Instant,
+        fresh_for: Option<Duration>,
+        fetch: Fut,
+    ) -> Result<Fetched, SourceError>
     where
         Fut: Future<Output = Result<UpstreamPage, SourceError>>,
     {
@@ -176,8 +221,13 @@ impl SharedPages {
         let mut pause = POLL_MIN;
         let mut waited = false;
         loop {
-            match self.try_lease(key, &token).await {
-                Lease::Taken(token) => {
+            let max_age = started.elapsed().max(fresh_for.unwrap_or_default());
+            match self.page_or_lease(key, &token, max_age).await {
+                Lease::Page(page) => {
+                    crate::telemetry::record_lease(if waited { "shared" } else { "found" });
+                    return Ok(Fetched::Elsewhere(page));
+                }
+                Lease::Taken => {
                     crate::telemetry::record_lease(if waited { "expired" } else { "taken" });
                     return self.fetch_and_share(key, fetch, Some(&token)).await;
                 }
@@ -194,13 +244,6 @@ impl SharedPages {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(POLL_MAX);
-            if let Some(shared) = self.get(key).await {
-                let fetched_at = Instant::now().checked_sub(shared.age).unwrap_or_else(Instant::now);
-                if fetched_at + Duration::from_millis(1) >= not_before {
-                    crate::telemetry::record_lease("shared");
-                    return Ok(Fetched::Elsewhere(shared));
-                }
-            }
         }
     }
 

@@ -52,10 +52,15 @@ pub async fn spawn_with_sources(
     edit: impl FnOnce(&mut Vec<SourceConfig>),
 ) -> TestApp {
     let sandbox = Sandbox::start(options).await.expect("sandbox starts");
-    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let lookup = move |name: &str| env.get(name).cloned();
     let mut sources = sandbox.sources();
     edit(&mut sources);
+    spawn_over(sandbox, sources, env).await
+}
+
+/// A gateway over `sources` of a running `sandbox` (several replicas may share one).
+pub async fn spawn_over(sandbox: Sandbox, sources: Vec<SourceConfig>, env: &[(&str, &str)]) -> TestApp {
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let lookup = move |name: &str| env.get(name).cloned();
     let config = Config::load(&lookup, None, Some(sources)).expect("config loads");
     let app = App::build(&config).expect("app builds");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

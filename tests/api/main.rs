@@ -17,6 +17,8 @@ mod openapi;
 mod paging;
 mod plan;
 mod query;
+mod redis_server;
+mod replicas;
 mod resilience;
 mod revalidate;
 mod secrets;
