@@ -329,6 +329,46 @@ fn bench_router_hit(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.finish();
 }
 
+/// A page as the shared tier stores it (postcard of the parsed page, records still
+/// lz4-packed) against the other design the issue allowed: the upstream body compressed
+/// (lz4) and parsed again by each replica that reads it.
+fn bench_shared_tier(c: &mut Criterion, pages: &Pages) {
+    use users_gateway::cluster::codec;
+    let mut group = c.benchmark_group("shared_tier");
+    for (name, body) in [
+        ("thoughtindustries_40", &pages.ti),
+        ("thoughtindustries_100x3.5KB", &pages.ti_large),
+    ] {
+        let provider = adapter(ProviderKind::ThoughtIndustries);
+        let ti = source("thoughtindustries");
+        let page = provider.parse_page(&ti, 1, body).expect("parses");
+        let stored = codec::encode(&page, 1);
+        let compressed = lz4_flex::compress_prepend_size(body);
+        eprintln!(
+            "shared_tier/{name}: upstream body {} B; postcard page {} B; lz4 body {} B",
+            body.len(),
+            stored.len(),
+            compressed.len()
+        );
+        group.bench_function(format!("{name}/postcard_encode"), |b| {
+            b.iter(|| codec::encode(black_box(&page), 1))
+        });
+        group.bench_function(format!("{name}/postcard_decode"), |b| {
+            b.iter(|| codec::decode(black_box(&stored), &ti).expect("decodes"))
+        });
+        group.bench_function(format!("{name}/lz4_json_encode"), |b| {
+            b.iter(|| lz4_flex::compress_prepend_size(black_box(body)))
+        });
+        group.bench_function(format!("{name}/lz4_json_decode_and_parse"), |b| {
+            b.iter(|| {
+                let body = lz4_flex::decompress_size_prepended(black_box(&compressed)).expect("unpacks");
+                provider.parse_page(&ti, 1, &body).expect("parses")
+            })
+        });
+    }
+    group.finish();
+}
+
 fn hot_paths(c: &mut Criterion) {
     let rt = runtime();
     let pages = fetch_pages(&rt);
@@ -336,6 +376,7 @@ fn hot_paths(c: &mut Criterion) {
     bench_query_layout_merge(c, &pages);
     bench_render(c, &pages);
     bench_router_hit(c, &rt);
+    bench_shared_tier(c, &pages);
 }
 
 criterion_group!(benches, hot_paths);

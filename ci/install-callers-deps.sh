@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The slow installs of the callers' CI steps (ci/browser.sh, ci/typescript.sh), meant to run
 # in the background while cargo builds, so those two scripts only start servers and test:
-#   - Debian's chromium (when `which chromium` fails): apt-get update + install, as root;
-#     Playwright's own browser download does not work on these machines;
+#   (Debian's chromium comes from ci/install-debian-packages.sh, with the other packages);
 #   - `npm ci` in tests/browser, clients/typescript and ci/openapi-lint (the scripts then skip theirs: see
 #     ci/lib/npm.sh).
 # Needs no users-gateway binary. Prints how long each part took. Exits non-zero when an
@@ -17,7 +16,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 
-# The two npm installs do not depend on the browser: run them alongside apt.
 source ci/lib/npm.sh
 npm_log_dir="$(mktemp -d)"
 trap 'rm -rf "$npm_log_dir"' EXIT
@@ -26,19 +24,6 @@ trap 'rm -rf "$npm_log_dir"' EXIT
 (npm_ci ci/openapi-lint >"$npm_log_dir/openapi-lint" 2>&1) & lint_pid=$!
 
 status=0
-if command -v chromium >/dev/null 2>&1; then
-    echo "chromium: already installed ($(chromium --version 2>/dev/null || echo "version unknown"))"
-else
-    t=$SECONDS
-    export DEBIAN_FRONTEND=noninteractive
-    if apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; then
-        echo "chromium: installed in $((SECONDS - t))s ($(chromium --version 2>/dev/null || echo "version unknown"))"
-    else
-        echo "chromium: apt-get install failed after $((SECONDS - t))s" >&2
-        status=1
-    fi
-fi
-
 for part in browser:$browser_pid typescript:$ts_pid openapi-lint:$lint_pid; do
     name=${part%%:*}
     pid=${part#*:}

@@ -293,3 +293,68 @@ async fn redis_killed_fails_no_request_and_sharing_resumes_when_it_is_back() {
     );
     assert_eq!(b.get("/readyz").await.json()["redis"]["status"], "up");
 }
+
+/// The stale windows hold in Redis as in memory. Redis's expiry and a page's age there are
+/// wall-clock time, so this one test waits for a TTL of one second to pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_nothing_in_memory_applies_the_stale_windows_to_what_redis_holds() {
+    let Some(redis) = RedisServer::start("the_stale_windows_hold_in_redis").await else {
+        return;
+    };
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
+    let env = [
+        ("GATEWAY_CACHE_TTL_SECS", "1"),
+        ("GATEWAY_STALE_WHILE_REVALIDATE_SECS", "30"),
+        ("GATEWAY_BREAKER_FAILURES", "0"),
+    ];
+    let apps = replicas(&sandbox, &redis, 2, &env).await;
+    let no_swr = [
+        ("GATEWAY_CACHE_TTL_SECS", "1"),
+        ("GATEWAY_STALE_WHILE_REVALIDATE_SECS", "0"),
+        ("GATEWAY_UPSTREAM_RETRIES", "0"),
+        ("GATEWAY_BREAKER_FAILURES", "0"),
+    ];
+    let strict = &replicas(&sandbox, &redis, 1, &no_swr).await[0];
+    let query = "/users?provider=thoughtindustries&per_page=10";
+    assert_eq!(apps[0].get(query).await.status, 200);
+    let fetched_at = Instant::now();
+    while fetched_at.elapsed() < Duration::from_millis(1100) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Stale within the stale-while-revalidate window: served at once, flagged, refreshed once.
+    clear(&sandbox);
+    let stale = apps[1].get(query).await;
+    let body = stale.json();
+    assert_eq!(body["meta"]["sources"][0]["stale"], true, "{body}");
+    assert!(
+        stale.header("cache-status").unwrap().contains("ttl=-"),
+        "{:?}",
+        stale.headers
+    );
+    assert_eq!(ids(&body), apps[1].expected_ids()[..10].to_vec());
+    tokio::time::timeout(Duration::from_secs(5), sandbox.ti.control.wait_for_requests(1))
+        .await
+        .expect("the background refresh");
+
+    // Stale-if-error: once the refreshed copy is stale too, a replica without the
+    // stale-while-revalidate window and nothing in memory refetches; TI fails; Redis's
+    // copy (within the stale-if-error window) stands in, said to be stale.
+    let refreshed_at = Instant::now();
+    while refreshed_at.elapsed() < Duration::from_millis(1200) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sandbox.ti.control.set_fault(users_gateway::sandbox::Fault::Status(500));
+    clear(&sandbox);
+    let reply = strict.get("/users?provider=thoughtindustries&per_page=10&page=2").await;
+    let body = reply.json();
+    let ti = &body["meta"]["sources"][0];
+    assert_eq!((&ti["status"], &ti["stale"]), (&"ok".into(), &true.into()), "{body}");
+    assert!(
+        reply.header("cache-status").unwrap().contains("fwd=stale"),
+        "{:?}",
+        reply.headers
+    );
+    assert_eq!(ids(&body), apps[1].expected_ids()[10..20].to_vec());
+    assert_eq!(sandbox.ti.control.requests().len(), 1, "it did try the upstream");
+}

@@ -380,11 +380,29 @@ export interface components {
         /** @enum {string} */
         ReadJson: "direct" | "full";
         Readiness: {
+            redis?: components["schemas"]["RedisReadiness"] | null;
             /** @description The configured sources, in merge order. */
             sources: components["schemas"]["ConfiguredSource"][];
             /** @example ready */
             status: string;
         };
+        RedisReadiness: {
+            /**
+             * @description The last failure, when there was one (never the URL).
+             * @example connection failed (IoError)
+             */
+            last_error?: string | null;
+            /**
+             * Format: int64
+             * @description Seconds in this state.
+             * @example 42
+             */
+            since_secs: number;
+            /** @description `unknown` until the first call to Redis. */
+            status: components["schemas"]["RedisState"];
+        };
+        /** @enum {string} */
+        RedisState: "up" | "down" | "unknown";
         SourceError: {
             code: components["schemas"]["SourceErrorCode"];
             /** @example no answer within 5000 ms */
