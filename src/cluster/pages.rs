@@ -5,8 +5,10 @@
 //! stamped with the wall-clock moment it was fetched, so every replica applies the same
 //! TTL and stale windows to it. A lease is a `SET NX PX` of a random token; the fetcher
 //! writes the page and drops its lease in one script, so a waiter that sees the lease gone
-//! either finds the page or knows the fetch failed. A waiter never waits past the lease's
-//! own length: a replica that died holding one delays the others by that much at most.
+//! either finds the page or knows the fetch failed. The holder renews its lease while it
+//! fetches (a fetch may wait for the source's budget and retry for longer than one lease),
+//! so a lease lapses only when its holder died or lost Redis: a replica that died holding
+//! one delays the others by one lease's length at most. A waiter gives up after four.
 
 use std::future::Future;
 use std::time::Duration;
@@ -49,6 +51,14 @@ end
 return 0
 "#;
 
+/// Extends a lease only if it is still the caller's: the holder's heartbeat.
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"#;
+
 /// First pause of a waiter between looks at the page; doubled up to [`POLL_MAX`].
 const POLL_MIN: Duration = Duration::from_millis(5);
 const POLL_MAX: Duration = Duration::from_millis(50);
@@ -63,6 +73,7 @@ pub struct SharedPages {
     put_script: std::sync::Arc<::redis::Script>,
     release_script: std::sync::Arc<::redis::Script>,
     lease_script: std::sync::Arc<::redis::Script>,
+    renew_script: std::sync::Arc<::redis::Script>,
 }
 
 /// A page read from Redis, with how long ago it was fetched.
@@ -97,6 +108,7 @@ impl SharedPages {
             put_script: std::sync::Arc::new(::redis::Script::new(PUT_AND_RELEASE)),
             release_script: std::sync::Arc::new(::redis::Script::new(RELEASE)),
             lease_script: std::sync::Arc::new(::redis::Script::new(PAGE_OR_LEASE)),
+            renew_script: std::sync::Arc::new(::redis::Script::new(RENEW)),
         }
     }
 
@@ -204,8 +216,9 @@ impl SharedPages {
 
     /// The page fetched once across replicas: a page in Redis fetched since `started` (or
     /// younger than `fresh_for`, when given), else fetched under this replica's lease and
-    /// written to Redis, else the page of the replica holding the lease, waited for. Waiting
-    /// ends after the lease's length; then this replica fetches itself.
+    /// written to Redis, else the page of the replica holding the lease, waited for. When
+    /// the lease lapses (its holder died) this replica takes it; after four lease lengths
+    /// it fetches regardless.
     pub async fn fetch_once<Fut>(
         &self,
         key: &PageKey,
@@ -217,7 +230,7 @@ impl SharedPages {
         Fut: Future<Output = Result<UpstreamPage, SourceError>>,
     {
         let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        let give_up = Instant::now() + self.lease;
+        let give_up = Instant::now() + self.lease * 4;
         let mut pause = POLL_MIN;
         let mut waited = false;
         loop {
@@ -251,7 +264,11 @@ impl SharedPages {
     where
         Fut: Future<Output = Result<UpstreamPage, SourceError>>,
     {
-        match fetch.await {
+        let result = match lease {
+            Some(token) => self.renewing(key, token, fetch).await,
+            None => fetch.await,
+        };
+        match result {
             Ok(page) => {
                 self.put(key, &page, Duration::ZERO, lease).await;
                 Ok(Fetched::Here(page))
@@ -263,6 +280,30 @@ impl SharedPages {
                 }
                 Err(error)
             }
+        }
+    }
+
+    /// `fetch`, renewing the lease every third of its length until it ends.
+    async fn renewing<Fut>(&self, key: &PageKey, token: &str, fetch: Fut) -> Result<UpstreamPage, SourceError>
+    where
+        Fut: Future<Output = Result<UpstreamPage, SourceError>>,
+    {
+        let heartbeat = async {
+            let mut ticks = tokio::time::interval(self.lease / 3);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let mut invocation = self.renew_script.prepare_invoke();
+                invocation
+                    .key(self.lease_key(key))
+                    .arg(token)
+                    .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX).max(1));
+                let _: Option<i64> = self.redis.run_script("renew lease", &invocation).await;
+            }
+        };
+        tokio::select! {
+            result = fetch => result,
+            never = heartbeat => never,
         }
     }
 }

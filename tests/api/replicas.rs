@@ -358,3 +358,31 @@ async fn a_replica_with_nothing_in_memory_applies_the_stale_windows_to_what_redi
     assert_eq!(ids(&body), apps[1].expected_ids()[10..20].to_vec());
     assert_eq!(sandbox.ti.control.requests().len(), 1, "it did try the upstream");
 }
+
+/// A lease outlives one lease length while its holder is busy: here the holder waits for
+/// the source's budget longer than a lease lasts, and the other replica still waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_waiting_for_the_budget_keeps_its_lease_and_the_page_is_fetched_once() {
+    let Some(redis) = RedisServer::start("a_holder_waiting_for_the_budget_keeps_its_lease").await else {
+        return;
+    };
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
+    // A lease of 300 ms; a slot every 800 ms.
+    let env = [
+        ("GATEWAY_UPSTREAM_TIMEOUT_MS", "300"),
+        ("THOUGHTINDUSTRIES_MAX_RPS", "1.25"),
+    ];
+    let apps = replicas(&sandbox, &redis, 2, &env).await;
+    let first = apps[0]
+        .get("/users?provider=thoughtindustries&per_page=40&page=1")
+        .await;
+    assert!(all_ok(&first.json()), "{}", first.text);
+    let query = "/users?provider=thoughtindustries&per_page=40&page=2";
+    let replies = join_all(apps.iter().map(|app| app.get(query))).await;
+    for reply in &replies {
+        assert!(all_ok(&reply.json()), "{}", reply.text);
+        assert_eq!(ids(&reply.json()), apps[0].expected_ids()[40..80].to_vec());
+    }
+    let ti = sandbox.ti.control.requests();
+    assert_eq!(ti.len(), 2, "page 1, then page 2 once: {ti:?}");
+}
